@@ -1,0 +1,139 @@
+// tickcast's page: connect to the WebSocket, show the ticks, echo what you type.
+//
+// The page learns the WebSocket port from /config.json, so it works whatever ports
+// the server runs on and whatever hostname the browser used to reach it. When the
+// connection drops, it reconnects with exponential backoff (0.5 s doubling to 10 s,
+// with jitter so a restarted server is not hit by every browser at once).
+"use strict";
+
+const MAX_LOG_LINES = 200;
+const BACKOFF_START_MS = 500;
+const BACKOFF_MAX_MS = 10000;
+
+const el = (id) => document.getElementById(id);
+const stateEl = el("state");
+const timeEl = el("time");
+const seqEl = el("seq");
+const clientsEl = el("clients");
+const meEl = el("me");
+const logEl = el("log");
+const form = el("echo-form");
+const input = el("echo-input");
+const sendButton = el("echo-send");
+
+let socket = null;
+let backoffMs = BACKOFF_START_MS;
+// Messages we sent and have not seen come back yet. The server echoes verbatim, so
+// a text equal to the oldest of these is our echo, not a server event.
+const awaitingEcho = [];
+
+function setState(kind, text) {
+  stateEl.className = "state " + kind;
+  stateEl.textContent = text;
+  sendButton.disabled = kind !== "open";
+}
+
+function log(kind, text) {
+  const li = document.createElement("li");
+  li.className = kind;
+  const at = document.createElement("span");
+  at.className = "at";
+  at.textContent = new Date().toLocaleTimeString();
+  li.append(at, text);
+  logEl.prepend(li);
+  while (logEl.children.length > MAX_LOG_LINES) logEl.lastChild.remove();
+}
+
+async function wsUrl() {
+  const response = await fetch("config.json", { cache: "no-store" });
+  if (!response.ok) throw new Error("config.json: HTTP " + response.status);
+  const config = await response.json();
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  // location.hostname keeps whatever name the browser used (localhost, an IP, a
+  // LAN name); IPv6 literals need their brackets back.
+  const host = location.hostname.includes(":") ? `[${location.hostname}]` : location.hostname;
+  return `${scheme}//${host}:${config.ws_port}${config.ws_path}`;
+}
+
+function handle(text) {
+  if (awaitingEcho.length > 0 && text === awaitingEcho[0]) {
+    awaitingEcho.shift();
+    log("echo", "echo: " + text);
+    return;
+  }
+  let msg;
+  try {
+    msg = JSON.parse(text);
+  } catch {
+    log("echo", "message: " + text);
+    return;
+  }
+  switch (msg.type) {
+    case "welcome":
+      meEl.textContent = msg.id;
+      clientsEl.textContent = msg.clients;
+      log("join", `welcome: you are client ${msg.id}, ${msg.clients} connected`);
+      break;
+    case "tick":
+      timeEl.textContent = new Date(msg.time).toLocaleTimeString();
+      timeEl.title = msg.time;
+      seqEl.textContent = msg.seq;
+      log("tick", `tick ${msg.seq} ${msg.time}`);
+      break;
+    case "join":
+      clientsEl.textContent = msg.clients;
+      log("join", `joined: ${msg.ids.join(", ")} (${msg.clients} connected)`);
+      break;
+    case "leave":
+      clientsEl.textContent = msg.clients;
+      log("leave", `left: ${msg.ids.join(", ")}, ${msg.reason} (${msg.clients} connected)`);
+      break;
+    default:
+      log("echo", "message: " + text);
+  }
+}
+
+async function connect() {
+  setState("connecting", "connecting…");
+  let url;
+  try {
+    url = await wsUrl();
+  } catch (e) {
+    retry("cannot reach the server (" + e.message + ")");
+    return;
+  }
+  socket = new WebSocket(url);
+  socket.onopen = () => {
+    backoffMs = BACKOFF_START_MS;
+    setState("open", "connected");
+    log("status", "connected to " + url);
+  };
+  socket.onmessage = (event) => {
+    if (typeof event.data === "string") handle(event.data);
+  };
+  socket.onclose = (event) => {
+    socket = null;
+    awaitingEcho.length = 0;
+    const why = event.code === 1001 ? "server going away" : "code " + event.code;
+    retry("disconnected (" + why + ")");
+  };
+}
+
+function retry(why) {
+  const delay = backoffMs * (0.75 + Math.random() * 0.5);
+  backoffMs = Math.min(backoffMs * 2, BACKOFF_MAX_MS);
+  setState("closed", `${why}; retrying in ${(delay / 1000).toFixed(1)} s`);
+  log("status", why);
+  setTimeout(connect, delay);
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = input.value;
+  if (!text || !socket || socket.readyState !== WebSocket.OPEN) return;
+  awaitingEcho.push(text);
+  socket.send(text);
+  input.value = "";
+});
+
+connect();

@@ -1,0 +1,296 @@
+//! Command-line parsing for the `tickcast` binary: words in, a [`Config`] out.
+//!
+//! Hand-written on purpose: a dozen flags do not need a framework, and every
+//! error names the flag and says what would be accepted. The library never reads
+//! `std::env::args` itself; the binary passes them in.
+
+use std::ffi::OsString;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::Config;
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    /// Run a server with this configuration.
+    Run(Config),
+    /// Print [`help`] and exit.
+    Help,
+    /// Print the version and exit.
+    Version,
+}
+
+/// A command-line mistake, with a message meant for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// The `--help` text, with every default.
+pub fn help() -> String {
+    let d = Config::default();
+    format!(
+        "tickcast {version} — pushes the server's clock to every connected WebSocket client
+
+USAGE:
+    tickcast [OPTIONS]
+
+OPTIONS:
+    --ws-addr ADDR            WebSocket listener, path /echo [default: {ws}]
+    --http-addr ADDR|off      page and /config.json [default: {http}]
+    --interval DURATION|off   time between ticks, e.g. 250ms, 1s, 2m [default: 1s]
+    --public DIR              serve the page from DIR instead of the built-in copy
+    --max-clients N           most WebSocket connections at once; beyond: 503 [default: {clients}]
+    --max-message-size BYTES  largest client message; larger closes with 1009 [default: 1MiB]
+    --max-backlog BYTES       unsent bytes per client before it is cut off [default: 2MiB]
+    -h, --help                print this help
+    -V, --version             print the version
+
+ADDR is HOST:PORT (port 0 picks a free port). BYTES is a number with an optional
+unit: B, KiB, MiB, GiB (K, M, G mean the same). Logging: RUST_LOG=debug|info|warn
+[default: info]. SIGINT or SIGTERM closes every client with 1001 and exits.",
+        version = env!("CARGO_PKG_VERSION"),
+        ws = d.ws_addr,
+        http = d.http_addr.map_or("off".to_string(), |a| a.to_string()),
+        clients = d.max_clients,
+    )
+}
+
+/// Parses the arguments after the program name.
+///
+/// Accepts `--flag value` and `--flag=value`.
+///
+/// # Errors
+///
+/// A [`UsageError`] naming the flag for an unknown flag, a missing value, or a
+/// value that does not parse.
+pub fn parse_args<I>(args: I) -> Result<Command, UsageError>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    let mut config = Config::default();
+    let mut args = args.into_iter().map(Into::into);
+    while let Some(arg) = args.next() {
+        let arg = arg
+            .into_string()
+            .map_err(|a| UsageError(format!("argument {a:?} is not valid UTF-8")))?;
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg, None),
+        };
+        let mut value = || -> Result<String, UsageError> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => args
+                    .next()
+                    .and_then(|v| v.into_string().ok())
+                    .ok_or_else(|| UsageError(format!("{flag} needs a value (see --help)"))),
+            }
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "--ws-addr" => config.ws_addr = parse_addr(&flag, &value()?)?,
+            "--http-addr" => {
+                let v = value()?;
+                config.http_addr = if v == "off" {
+                    None
+                } else {
+                    Some(parse_addr(&flag, &v)?)
+                };
+            }
+            "--interval" => {
+                let v = value()?;
+                config.interval = if v == "off" {
+                    None
+                } else {
+                    Some(parse_duration(&v).map_err(|e| flag_error(&flag, &v, &e))?)
+                };
+            }
+            "--public" => config.public_dir = Some(PathBuf::from(value()?)),
+            "--max-clients" => {
+                let v = value()?;
+                config.max_clients = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| flag_error(&flag, &v, "expected a whole number above 0"))?;
+            }
+            "--max-message-size" => {
+                let v = value()?;
+                config.max_message_size = parse_size(&v).map_err(|e| flag_error(&flag, &v, &e))?;
+            }
+            "--max-backlog" => {
+                let v = value()?;
+                config.max_backlog = parse_size(&v).map_err(|e| flag_error(&flag, &v, &e))?;
+            }
+            other if other.starts_with('-') => {
+                return Err(UsageError(format!(
+                    "unknown flag {other} (see --help for the list)"
+                )))
+            }
+            other => {
+                return Err(UsageError(format!(
+                    "unexpected argument {other:?}; tickcast takes only flags (see --help)"
+                )))
+            }
+        }
+    }
+    Ok(Command::Run(config))
+}
+
+fn flag_error(flag: &str, value: &str, why: &str) -> UsageError {
+    UsageError(format!("{flag}: invalid value {value:?}: {why}"))
+}
+
+fn parse_addr(flag: &str, value: &str) -> Result<SocketAddr, UsageError> {
+    if let Ok(addr) = value.parse() {
+        return Ok(addr);
+    }
+    // Names such as localhost:8080 resolve through the system resolver.
+    let resolved = value.to_socket_addrs().ok().and_then(|mut a| a.next());
+    resolved.ok_or_else(|| {
+        flag_error(
+            flag,
+            value,
+            "expected HOST:PORT, e.g. 127.0.0.1:8080 or 0.0.0.0:40132",
+        )
+    })
+}
+
+/// Parses a duration such as `250ms`, `1s`, `1.5s` or `2m`.
+///
+/// # Errors
+///
+/// A message saying what is accepted, for a missing unit, a bad number or zero.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    const ACCEPTED: &str = "expected a number and a unit (ms, s, m), e.g. 250ms or 1s";
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| ACCEPTED.to_string())?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| ACCEPTED.to_string())?;
+    let seconds_per_unit = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        _ => return Err(ACCEPTED.to_string()),
+    };
+    let seconds = number * seconds_per_unit;
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0) {
+        return Err("must be more than 0 and at most a day".to_string());
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Parses a byte count such as `65536`, `64KiB`, `1MiB` or `1M`.
+///
+/// # Errors
+///
+/// A message saying what is accepted, for a bad number, an unknown unit, zero or
+/// an overflow.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    const ACCEPTED: &str = "expected a number of bytes with an optional unit (B, KiB, MiB, GiB), \
+                            e.g. 65536 or 1MiB";
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: usize = number.parse().map_err(|_| ACCEPTED.to_string())?;
+    let multiplier: usize = match unit {
+        "" | "B" => 1,
+        "K" | "KiB" | "k" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        _ => return Err(ACCEPTED.to_string()),
+    };
+    let bytes = number
+        .checked_mul(multiplier)
+        .ok_or_else(|| "too large".to_string())?;
+    if bytes == 0 {
+        return Err("must be more than 0".to_string());
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        match parse_args(args.iter().copied()) {
+            Ok(Command::Run(c)) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn error(args: &[&str]) -> String {
+        parse_args(args.iter().copied()).unwrap_err().0
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        for bad in ["", "1", "s", "0s", "-1s", "1h", "1e9s", "..s", "99999m"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        for bad in ["", "0", "1TB", "KiB", "-1", "99999999999999999999G"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flags_fill_the_config() {
+        let c = config(&[
+            "--ws-addr",
+            "127.0.0.1:0",
+            "--http-addr=off",
+            "--interval",
+            "250ms",
+            "--max-clients",
+            "5",
+            "--max-backlog=4MiB",
+        ]);
+        assert_eq!(c.ws_addr.port(), 0);
+        assert_eq!(c.http_addr, None);
+        assert_eq!(c.interval, Some(Duration::from_millis(250)));
+        assert_eq!(c.max_clients, 5);
+        assert_eq!(c.max_backlog, 4 << 20);
+    }
+
+    #[test]
+    fn errors_name_the_flag() {
+        assert!(error(&["--bogus"]).contains("--bogus"));
+        assert!(error(&["--interval", "soon"]).contains("--interval"));
+        assert!(error(&["--interval"]).contains("needs a value"));
+        assert!(error(&["--max-clients", "0"]).contains("--max-clients"));
+        assert!(error(&["--ws-addr", "nowhere"]).contains("--ws-addr"));
+        assert!(error(&["stray"]).contains("stray"));
+    }
+
+    #[test]
+    fn help_shows_defaults() {
+        let help = help();
+        assert!(help.contains("127.0.0.1:40132"));
+        assert!(help.contains("[default: 1s]"));
+    }
+}

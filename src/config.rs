@@ -1,0 +1,211 @@
+//! Every setting of a running server, in one plain struct.
+//!
+//! The library never reads the environment or the command line: the binary fills a
+//! [`Config`] from its flags (see [`crate::cli`]), and an embedder builds one in
+//! code, usually as `Config { field: value, ..Config::default() }`.
+//! [`Config::validate`] is called by [`crate::Server::start`], so a bad combination
+//! is refused before any socket is opened.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::Error;
+
+/// Settings for [`crate::Server::start`].
+///
+/// Every field is public and documented with its default; [`Config::default`] is
+/// what `tickcast` runs with when given no flags.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where WebSocket clients connect (path `/echo`, or `/`).
+    ///
+    /// Default `127.0.0.1:40132`, the tutorial's port, on loopback only: exposing a
+    /// server to a network is a decision, not a default. Port 0 picks a free port;
+    /// [`crate::Server::ws_addr`] reports the one bound.
+    pub ws_addr: SocketAddr,
+
+    /// Where the page and `/config.json` are served, or `None` for no HTTP server.
+    ///
+    /// Default `Some(127.0.0.1:8080)`. Port 0 picks a free port.
+    pub http_addr: Option<SocketAddr>,
+
+    /// Time between ticks, or `None` for no ticker (the hub then only carries
+    /// presence notices and what embedders publish).
+    ///
+    /// Default 1 s. Ticks are aligned to wall-clock multiples of the interval, so a
+    /// 1 s interval ticks on the second.
+    pub interval: Option<Duration>,
+
+    /// Serve the page from this directory instead of the copy embedded in the binary.
+    ///
+    /// Default `None` (embedded). Useful while editing `public/`: reload the browser
+    /// and see the change without rebuilding.
+    pub public_dir: Option<PathBuf>,
+
+    /// The most WebSocket connections held at once, counting those still in their
+    /// handshake. Beyond it a handshake is answered `503 Service Unavailable`.
+    ///
+    /// Default 10,000. Each client costs one thread and one file descriptor: see the
+    /// README ("Limits of one machine") before raising it past the OS limits.
+    pub max_clients: usize,
+
+    /// The largest message, in bytes, a client may send. A larger one closes the
+    /// connection with status 1009 (message too big).
+    ///
+    /// Default 1 MiB.
+    pub max_message_size: usize,
+
+    /// The most bytes that may wait for one client's socket to drain. A client whose
+    /// backlog would grow past this is cut off (reason `too_slow`) so it can never
+    /// hold memory or delay the others.
+    ///
+    /// Default 2 MiB, which must be at least `max_message_size` plus a frame header,
+    /// so that echoing the largest allowed message cannot by itself cut a client off.
+    pub max_backlog: usize,
+
+    /// How long a new connection may take to send its whole handshake request.
+    ///
+    /// Default 10 s. A client that sends half a request is answered `408` and
+    /// closed, so it cannot hold a thread forever.
+    pub handshake_timeout: Duration,
+
+    /// The largest handshake request head, in bytes. A larger one is answered `431`.
+    ///
+    /// Default 8 KiB, like most web servers.
+    pub max_handshake_size: usize,
+
+    /// How long the hub gathers joins and leaves before announcing them in one
+    /// notice. A mass disconnect of N clients then costs a handful of broadcasts,
+    /// not N.
+    ///
+    /// Default 50 ms (the protocol allows at most 100 ms).
+    pub presence_window: Duration,
+
+    /// Stack size of each client thread, in bytes.
+    ///
+    /// Default 128 KiB. A client thread only parses frames into heap buffers, so it
+    /// needs far less than the OS default of 2–8 MiB; the smaller reservation is
+    /// what lets one process hold thousands of clients.
+    pub client_stack_size: usize,
+
+    /// Size of each client's read buffer, in bytes (tungstenite's
+    /// `read_buffer_size`, whose own default is 128 KiB).
+    ///
+    /// Default 4 KiB: clients here send little, and the buffer is allocated for
+    /// every connection up front.
+    pub read_buffer_size: usize,
+}
+
+/// The tutorial's WebSocket port.
+pub const DEFAULT_WS_PORT: u16 = 40132;
+/// The default HTTP port for the page.
+pub const DEFAULT_HTTP_PORT: u16 = 8080;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ws_addr: loopback(DEFAULT_WS_PORT),
+            http_addr: Some(loopback(DEFAULT_HTTP_PORT)),
+            interval: Some(Duration::from_secs(1)),
+            public_dir: None,
+            max_clients: 10_000,
+            max_message_size: 1 << 20,
+            max_backlog: 2 << 20,
+            handshake_timeout: Duration::from_secs(10),
+            max_handshake_size: 8 << 10,
+            presence_window: Duration::from_millis(50),
+            client_stack_size: 128 << 10,
+            read_buffer_size: 4 << 10,
+        }
+    }
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
+}
+
+/// The largest header of a server frame: 2 bytes, plus 8 for a 64-bit length.
+pub(crate) const MAX_FRAME_HEADER: usize = 10;
+
+impl Config {
+    /// Checks that the settings make sense together.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the setting (by its command-line flag) and
+    /// what to change.
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid = |msg: String| Err(Error::InvalidConfig(msg));
+        if self.interval.is_some_and(|i| i < Duration::from_millis(1)) {
+            return invalid("--interval must be at least 1ms".into());
+        }
+        if self.max_clients == 0 {
+            return invalid("--max-clients must be at least 1".into());
+        }
+        if self.max_message_size == 0 {
+            return invalid("--max-message-size must be at least 1 byte".into());
+        }
+        if self.max_backlog < self.max_message_size + MAX_FRAME_HEADER {
+            return invalid(format!(
+                "--max-backlog ({} bytes) must be at least --max-message-size ({} bytes) plus \
+                 {MAX_FRAME_HEADER}, so that echoing the largest message cannot cut a client off",
+                self.max_backlog, self.max_message_size
+            ));
+        }
+        if self.handshake_timeout.is_zero() {
+            return invalid("the handshake timeout must be more than zero".into());
+        }
+        if self.max_handshake_size < 256 {
+            return invalid("the maximum handshake size must be at least 256 bytes".into());
+        }
+        if self.presence_window > Duration::from_millis(100) {
+            return invalid("the presence window must be at most 100ms (protocol v1)".into());
+        }
+        if self.client_stack_size < 32 << 10 {
+            return invalid("the client stack size must be at least 32 KiB".into());
+        }
+        if self.read_buffer_size == 0 {
+            return invalid("the read buffer size must be at least 1 byte".into());
+        }
+        if let Some(dir) = &self.public_dir {
+            if !dir.is_dir() {
+                return invalid(format!(
+                    "--public {}: not a directory; point it at a folder holding index.html",
+                    dir.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn backlog_smaller_than_a_message_is_refused() {
+        let config = Config {
+            max_backlog: 1 << 20,
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("--max-backlog"), "{err}");
+    }
+
+    #[test]
+    fn missing_public_dir_is_refused() {
+        let config = Config {
+            public_dir: Some("/no/such/dir".into()),
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("/no/such/dir"), "{err}");
+    }
+}

@@ -1,0 +1,233 @@
+//! One client's thread (`ws-<n>`), from the first byte of its handshake to the end.
+//!
+//! The thread is spawned by the listener for each accepted TCP connection and
+//! runs [`serve`]:
+//!
+//! 1. **Handshake.** Read the HTTP request head under a deadline, check it
+//!    (`handshake`), and answer `101 Switching Protocols` or an HTTP error.
+//! 2. **Join.** Send `Join` to the hub and wait for the client's id; by then the
+//!    hub has written the welcome frame, so it is the first frame the client sees.
+//! 3. **Read.** Block in `read` on the socket — the thread sleeps until the client
+//!    sends something. Echo text and binary messages back; tungstenite answers
+//!    pings and close frames itself. All writes go through the client's `Outbox`.
+//! 4. **Leave.** On a close handshake, an error, or when the hub cuts the client off
+//!    (which shuts the socket down and wakes the `read`), tell the hub why the
+//!    client left. The thread then ends, and dropping the socket closes it.
+//!
+//! A bad frame ends this connection only, with the close code RFC 6455 asks for,
+//! and is logged with the peer's address; nothing here can stop the server.
+
+use std::io::Read;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::bounded;
+use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{Role, WebSocket};
+use tungstenite::Message;
+
+use crate::handshake::{self, Refusal, Verdict};
+use crate::hub::HubEvent;
+use crate::listener::Shared;
+use crate::outbox::{ClientStream, Outbox};
+use crate::protocol::{self, ClientId, LeaveReason};
+
+/// After the server sends a close frame or an HTTP error, how long it keeps reading
+/// (and discarding) before hanging up. Closing a socket with unread input makes the
+/// kernel send a reset, which can destroy our last frame before the peer reads it.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Runs one client connection to the end. Called on the client's own thread.
+pub(crate) fn serve(socket: Arc<TcpStream>, peer: SocketAddr, shared: &Shared) {
+    let outbox = Arc::new(Outbox::new(socket.clone(), shared.config.max_backlog));
+    let Some(leftover) = handshake(&socket, &outbox, shared) else {
+        return;
+    };
+
+    // Join the hub. It answers with our id once the welcome frame is written.
+    let (id_tx, id_rx) = bounded(1);
+    let join = HubEvent::Join {
+        outbox: outbox.clone(),
+        peer,
+        id_tx,
+    };
+    if shared.hub_tx.send(join).is_err() {
+        // The hub has stopped: the server is shutting down.
+        let frame = protocol::close_frame(CloseCode::Away, "server shutting down");
+        outbox.close(LeaveReason::Shutdown, Some(&frame));
+        linger(&socket);
+        return;
+    }
+    let Ok(id) = id_rx.recv() else {
+        // The hub dropped our Join without an id: it is shutting down, or the socket
+        // failed before the welcome could be written.
+        linger(&socket);
+        return;
+    };
+
+    // From here on the hub must hear that we left, even if this thread panics.
+    let mut leave = LeaveOnDrop {
+        shared,
+        id,
+        outbox: &outbox,
+        reason: LeaveReason::Dropped,
+    };
+    let stream = ClientStream {
+        socket: socket.clone(),
+        outbox: outbox.clone(),
+    };
+    let mut ws = WebSocket::from_partially_read(
+        stream,
+        leftover,
+        Role::Server,
+        Some(shared.ws_config),
+    );
+    let (reason, close) = read_until_done(&mut ws, id, peer);
+    leave.reason = reason;
+
+    let mut sent_close = false;
+    if let Some((code, text)) = close {
+        sent_close = outbox.close(reason, Some(&protocol::close_frame(code, text)));
+    }
+    drop(leave);
+    if sent_close {
+        linger(&socket);
+    }
+    log::debug!("{peer}: client {id} done");
+}
+
+/// Tells the hub a client left when dropped, on every path out of [`serve`],
+/// unwinding included.
+struct LeaveOnDrop<'a> {
+    shared: &'a Shared,
+    id: ClientId,
+    outbox: &'a Outbox,
+    /// Why the connection ended, as far as this thread knows.
+    reason: LeaveReason,
+}
+
+impl Drop for LeaveOnDrop<'_> {
+    fn drop(&mut self) {
+        // If the hub closed the outbox first (cut off, shutdown), its reason wins.
+        let reason = self.outbox.closed_reason().unwrap_or(self.reason);
+        let _ = self.shared.hub_tx.send(HubEvent::Leave {
+            id: self.id,
+            reason,
+        });
+    }
+}
+
+/// Reads the handshake request and answers it. Returns the bytes that followed the
+/// request head if the client may go on, `None` if the connection is over.
+fn handshake(socket: &TcpStream, outbox: &Outbox, shared: &Shared) -> Option<Vec<u8>> {
+    let config = &shared.config;
+    let deadline = Instant::now() + config.handshake_timeout;
+    // A deadline, not a polling tick: the read wakes only if the client is silent
+    // for the whole handshake timeout.
+    if socket.set_read_timeout(Some(config.handshake_timeout)).is_err() {
+        return None;
+    }
+    let request = match handshake::read_request(socket, config.max_handshake_size, deadline) {
+        Ok(Some(request)) => request,
+        Ok(None) => return None,
+        Err(refusal) => return refuse(socket, outbox, &refusal),
+    };
+    if shared.registry.len() > config.max_clients {
+        let refusal = Refusal::new(
+            503,
+            format!(
+                "tickcast is full ({} clients, see --max-clients); try again later",
+                config.max_clients
+            ),
+        );
+        return refuse(socket, outbox, &refusal);
+    }
+    let context = handshake::Context {
+        page_url: shared.page_url.as_deref(),
+    };
+    let accept_key = match handshake::check(&request.head, &context) {
+        Verdict::Accept { accept_key } => accept_key,
+        Verdict::Refuse(refusal) => return refuse(socket, outbox, &refusal),
+    };
+    outbox.write(&handshake::switching_protocols(&accept_key));
+    // From here on the thread may sleep in `read` for as long as the client is quiet.
+    socket.set_read_timeout(None).ok()?;
+    Some(request.leftover)
+}
+
+/// Sends an HTTP error and hangs up politely.
+fn refuse(socket: &TcpStream, outbox: &Outbox, refusal: &Refusal) -> Option<Vec<u8>> {
+    if let Ok(peer) = socket.peer_addr() {
+        log::debug!("{peer}: handshake refused: {} {}", refusal.status, refusal.body);
+    }
+    outbox.write(&refusal.to_http());
+    let _ = socket.shutdown(Shutdown::Write);
+    linger(socket);
+    None
+}
+
+/// Reads messages and echoes them until the connection ends. Returns why it ended
+/// and, if the server must say so, the close code and reason to send.
+fn read_until_done(
+    ws: &mut WebSocket<ClientStream>,
+    id: ClientId,
+    peer: SocketAddr,
+) -> (LeaveReason, Option<(CloseCode, &'static str)>) {
+    loop {
+        let result = match ws.read() {
+            // The tutorial's message listener, made useful: echo to the sender only.
+            Ok(message @ (Message::Text(_) | Message::Binary(_))) => ws.send(message),
+            // tungstenite queued the pong or the close reply; the next `read` sends it.
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_)) => {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        let Err(error) = result else { continue };
+        let outcome = match &error {
+            WsError::ConnectionClosed | WsError::AlreadyClosed => (LeaveReason::Closed, None),
+            WsError::Io(_) | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                (LeaveReason::Dropped, None)
+            }
+            WsError::Capacity(CapacityError::MessageTooLong { .. }) => (
+                LeaveReason::Closed,
+                Some((CloseCode::Size, "message too big")),
+            ),
+            WsError::Capacity(_) => (LeaveReason::Closed, Some((CloseCode::Size, "too big"))),
+            WsError::Utf8(_) => (
+                LeaveReason::Closed,
+                Some((CloseCode::Invalid, "invalid UTF-8")),
+            ),
+            WsError::Protocol(_) => (
+                LeaveReason::Closed,
+                Some((CloseCode::Protocol, "protocol error")),
+            ),
+            _ => (
+                LeaveReason::Dropped,
+                Some((CloseCode::Error, "internal error")),
+            ),
+        };
+        if outcome.1.is_some() {
+            log::debug!("{peer}: client {id}: {error}");
+        }
+        return outcome;
+    }
+}
+
+/// Reads and discards until the peer hangs up or [`LINGER`] passes.
+fn linger(socket: &TcpStream) {
+    let deadline = Instant::now() + LINGER;
+    let mut sink = [0u8; 4096];
+    let mut socket = socket;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match socket.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+}

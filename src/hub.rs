@@ -1,0 +1,213 @@
+//! The hub: one thread (`hub`) that owns the set of connected clients and fans every
+//! broadcast out to them.
+//!
+//! Everything reaches the hub as a [`HubEvent`] on one crossbeam channel (`hub_tx`
+//! / `hub_rx`): client threads send `Join` and `Leave`, the ticker and every
+//! [`crate::Publisher`] send `Publish`, and [`crate::Server::shutdown`] sends
+//! `Shutdown`. Because one thread owns the client map, there is no lock around it
+//! and no question of who saw which client when.
+//!
+//! A broadcast arrives already encoded as one WebSocket frame; the hub writes the
+//! same bytes into every client's [`Outbox`], which never blocks. A client whose
+//! backlog overflows is cut off there and then, and announced as `too_slow`.
+//!
+//! Presence notices are gathered for [`Config::presence_window`](crate::Config)
+//! after the first join or leave, then sent as one `join` notice and one `leave`
+//! notice per reason. So when 15,000 clients vanish at once the hub sends a few
+//! notices per window, not 15,000 × 15,000 frames.
+//!
+//! The thread ends on `Shutdown` (or when every sender is gone), after sending close
+//! 1001 "going away" to every client.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::outbox::{Delivery, Outbox};
+use crate::protocol::{self, ClientId, LeaveReason};
+
+/// A message to the hub thread.
+pub(crate) enum HubEvent {
+    /// A client finished its handshake. The hub assigns its id, sends it the welcome
+    /// frame, and answers on `id_tx` (a channel of capacity 1, so this never blocks).
+    Join {
+        outbox: Arc<Outbox>,
+        peer: SocketAddr,
+        id_tx: Sender<ClientId>,
+    },
+    /// A client's thread is ending. Ignored if the hub already removed the client
+    /// (it cut it off, say).
+    Leave { id: ClientId, reason: LeaveReason },
+    /// One encoded frame for every client.
+    Publish(Vec<u8>),
+    /// Close every client with 1001 and end the thread.
+    Shutdown,
+}
+
+/// One connected client, as the hub sees it.
+struct Client {
+    outbox: Arc<Outbox>,
+    /// For log lines only.
+    peer: SocketAddr,
+}
+
+/// The hub thread's state.
+pub(crate) struct Hub {
+    /// Connected clients by id. A `BTreeMap` keeps them in join order, which makes
+    /// "everyone who was here before this batch of joins" a range.
+    clients: BTreeMap<ClientId, Client>,
+    next_id: ClientId,
+    presence: PendingPresence,
+    presence_window: Duration,
+}
+
+/// Joins and leaves seen since the last notice.
+#[derive(Default)]
+struct PendingPresence {
+    joined: Vec<ClientId>,
+    left: Vec<(ClientId, LeaveReason)>,
+    /// When to send the notices; `None` while nothing is pending.
+    due: Option<Instant>,
+}
+
+impl Hub {
+    pub(crate) fn new(presence_window: Duration) -> Hub {
+        Hub {
+            clients: BTreeMap::new(),
+            next_id: 1,
+            presence: PendingPresence::default(),
+            presence_window,
+        }
+    }
+
+    /// The hub thread's body: handle events until shutdown.
+    pub(crate) fn run(mut self, hub_rx: Receiver<HubEvent>) {
+        loop {
+            // Block until an event arrives, or until pending presence notices are due.
+            // No polling: with nothing pending and no traffic, the thread sleeps.
+            let event = match self.presence.due {
+                Some(due) => match hub_rx.recv_deadline(due) {
+                    Ok(event) => Some(event),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => Some(HubEvent::Shutdown),
+                },
+                None => Some(hub_rx.recv().unwrap_or(HubEvent::Shutdown)),
+            };
+            match event {
+                None => self.send_presence(),
+                Some(HubEvent::Join { outbox, peer, id_tx }) => self.join(outbox, peer, &id_tx),
+                Some(HubEvent::Leave { id, reason }) => self.remove(id, reason),
+                Some(HubEvent::Publish(frame)) => self.broadcast(&frame),
+                Some(HubEvent::Shutdown) => break,
+            }
+            if self.presence.due.is_some_and(|due| Instant::now() >= due) {
+                self.send_presence();
+            }
+        }
+        self.close_all();
+    }
+
+    fn join(&mut self, outbox: Arc<Outbox>, peer: SocketAddr, id_tx: &Sender<ClientId>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        // The welcome is the client's first frame: nothing else can reach its outbox
+        // until it is in `clients`, and only this thread puts it there.
+        let welcome = protocol::text_frame(protocol::welcome(id, self.clients.len() + 1));
+        if outbox.write(&welcome) != Delivery::Accepted {
+            // Gone before it was welcomed: never announce it.
+            return;
+        }
+        log::debug!("client {id} ({peer}) joined");
+        self.clients.insert(id, Client { outbox, peer });
+        self.presence.joined.push(id);
+        self.schedule_presence();
+        // The client's thread is waiting for this; if it has gone, its Leave follows.
+        let _ = id_tx.send(id);
+    }
+
+    fn remove(&mut self, id: ClientId, reason: LeaveReason) {
+        if let Some(client) = self.clients.remove(&id) {
+            log::debug!("client {id} ({}) left: {}", client.peer, reason.as_str());
+            self.presence.left.push((id, reason));
+            self.schedule_presence();
+        }
+    }
+
+    fn schedule_presence(&mut self) {
+        if self.presence.due.is_none() {
+            self.presence.due = Some(Instant::now() + self.presence_window);
+        }
+    }
+
+    /// Writes one frame to every client; cuts off the ones that cannot keep up.
+    fn broadcast(&mut self, frame: &[u8]) {
+        let mut gone = Vec::new();
+        for (&id, client) in &self.clients {
+            match client.outbox.write(frame) {
+                Delivery::Accepted => {}
+                Delivery::CutOff => gone.push((id, LeaveReason::TooSlow)),
+                // Closed by its own thread (a close frame went out) or failed: the
+                // outbox knows why.
+                Delivery::Failed | Delivery::Closed => {
+                    let reason = client.outbox.closed_reason();
+                    gone.push((id, reason.unwrap_or(LeaveReason::Dropped)));
+                }
+            }
+        }
+        for (id, reason) in gone {
+            if reason == LeaveReason::TooSlow {
+                log::info!(
+                    "client {id} cut off: its backlog passed --max-backlog (reading too slowly)"
+                );
+            }
+            self.remove(id, reason);
+        }
+    }
+
+    /// Sends the gathered join and leave notices.
+    fn send_presence(&mut self) {
+        let presence = std::mem::take(&mut self.presence);
+        let count = self.clients.len();
+        if let Some(&first_new) = presence.joined.first() {
+            // Only clients that were here before this batch hear about it; the new
+            // ones learned the count from their welcome.
+            let frame = protocol::text_frame(protocol::join(&presence.joined, count));
+            let mut gone = Vec::new();
+            for (&id, client) in self.clients.range(..first_new) {
+                if client.outbox.write(&frame) == Delivery::CutOff {
+                    gone.push(id);
+                }
+            }
+            for id in gone {
+                self.remove(id, LeaveReason::TooSlow);
+            }
+        }
+        for reason in LeaveReason::ALL {
+            let ids: Vec<ClientId> = presence
+                .left
+                .iter()
+                .filter(|(_, r)| *r == reason)
+                .map(|(id, _)| *id)
+                .collect();
+            if !ids.is_empty() {
+                let count = self.clients.len();
+                self.broadcast(&protocol::text_frame(protocol::leave(&ids, count, reason)));
+            }
+        }
+    }
+
+    /// Shutdown: close 1001 to everyone. Each client's thread sees the peer's close
+    /// reply (or end of stream) and ends.
+    fn close_all(&mut self) {
+        let frame = protocol::close_frame(CloseCode::Away, "server shutting down");
+        for client in self.clients.values() {
+            client.outbox.close(LeaveReason::Shutdown, Some(&frame));
+        }
+        log::debug!("hub closed {} clients and stopped", self.clients.len());
+        self.clients.clear();
+    }
+}

@@ -1,0 +1,79 @@
+//! tickcast: a synchronous, thread-per-connection WebSocket broadcast server.
+//!
+//! It re-creates a classic 2010 tutorial — a server that pushes the current date to
+//! every connected browser once a second — with blocking `std::net` sockets, one
+//! thread per client, and channels in between. No async runtime.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use tickcast::{Config, Server};
+//!
+//! fn main() -> Result<(), tickcast::Error> {
+//!     // Port 0 asks the OS for free ports; the server reports what it bound.
+//!     let config = Config {
+//!         ws_addr: "127.0.0.1:0".parse().unwrap(),
+//!         http_addr: Some("127.0.0.1:0".parse().unwrap()),
+//!         ..Config::default()
+//!     };
+//!     let server = Server::start(config)?;
+//!     println!("open {}", server.page_url().unwrap());
+//!
+//!     // Broadcast your own events next to the ticks.
+//!     let publisher = server.publisher();
+//!     publisher.publish_text(r#"{"type":"hello"}"#)?;
+//!
+//!     // Close every client with 1001 "going away" and join every thread.
+//!     server.shutdown();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Layout
+//!
+//! Each module is one concept, and its module doc says which thread runs it:
+//!
+//! - [`config`]: the [`Config`] struct every knob lives in, and its defaults.
+//! - [`cli`]: turns command-line words into a [`Config`] (used by the binary).
+//! - `server`: [`Server::start`] wires the threads together; [`Server::shutdown`] stops them.
+//! - `listener`: the accept loop (thread `ws-listener`) and the registry of live connections.
+//! - `handshake`: the RFC 6455 opening handshake, read and answered by hand.
+//! - `connection`: one client's thread (`ws-<n>`): handshake, then read frames and echo them.
+//! - `outbox`: the write side of one client socket, shared by its thread and the hub.
+//! - `hub`: the thread (`hub`) that owns the set of clients and fans every broadcast out.
+//! - `ticker`: the thread (`ticker`) that publishes a tick every interval.
+//! - `http`: the tiny_http threads (`http-<n>`) that serve the page and `/config.json`.
+//! - [`protocol`]: the JSON messages of the wire protocol, and frame encoding.
+//!
+//! # Threads and channels
+//!
+//! ```text
+//!  ws-listener ──spawns──▶ ws-1, ws-2, …  (one per client: handshake, read, echo)
+//!                             │ Join / Leave            ▲ frames (via the outbox)
+//!                             ▼                         │
+//!  ticker ──Publish──▶  hub_tx ═══▶ hub ────────────────┘  (one encoded frame, N sockets)
+//!  Publisher ─Publish─▶ (crossbeam channel)
+//! ```
+//!
+//! Reads never leave a client's own thread. Writes to a client come from two
+//! places — its own thread (echoes, pongs, close replies) and the hub (broadcasts) —
+//! and both go through that client's outbox, which keeps every frame whole.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+mod connection;
+mod error;
+mod handshake;
+mod http;
+mod hub;
+mod listener;
+mod outbox;
+pub mod protocol;
+mod server;
+mod ticker;
+
+pub use config::Config;
+pub use error::Error;
+pub use server::{Publisher, Server};

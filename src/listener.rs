@@ -1,0 +1,220 @@
+//! The WebSocket accept loop (thread `ws-listener`) and the registry of live
+//! connections.
+//!
+//! The listener blocks in `accept` on a plain `std::net::TcpListener`. For each new
+//! TCP connection it records the socket in the [`Registry`] and spawns one thread
+//! (`ws-<n>`, with a small stack) that runs [`crate::connection::serve`]. That thread
+//! removes its own entry when it ends.
+//!
+//! The registry is what makes shutdown complete: [`crate::Server::shutdown`] waits
+//! for it to empty, and if some client never answers the close frame, it shuts
+//! those sockets down (waking their threads) and joins every thread still running.
+//!
+//! The loop ends when [`Shared::stopping`] is set; `shutdown` then makes one
+//! connection to the listener to wake it from `accept`.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+
+use crate::hub::HubEvent;
+use crate::Config;
+
+/// What the listener and every connection thread share. Built once by the server.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    /// tungstenite's settings for every client, derived from `config` once.
+    pub(crate) ws_config: tungstenite::protocol::WebSocketConfig,
+    pub(crate) hub_tx: Sender<HubEvent>,
+    /// The page's URL, for the 400 answer to plain HTTP requests on this port.
+    pub(crate) page_url: Option<String>,
+    pub(crate) registry: Registry,
+    /// Set by `shutdown`; the accept loop checks it after every `accept`.
+    pub(crate) stopping: AtomicBool,
+}
+
+/// Beyond `max_clients`, this many more connections still get a thread, only to be
+/// answered `503`. Past that, new connections are closed at once: an overload must
+/// not turn into unbounded threads.
+const REFUSAL_SLACK: usize = 64;
+
+/// The accept loop; runs on the `ws-listener` thread.
+pub(crate) fn run(listener: TcpListener, shared: Arc<Shared>) {
+    let mut last_error_log: Option<Instant> = None;
+    loop {
+        let accepted = listener.accept();
+        if shared.stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        let (socket, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) if matches!(
+                e.kind(),
+                io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+            ) =>
+            {
+                continue
+            }
+            Err(e) => {
+                // Usually "too many open files". Retrying at once would spin; wait a
+                // little for clients to leave, and say so at most once a second.
+                if last_error_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    log::warn!(
+                        "accept failed: {e}; at the open-file limit? (see README, \
+                         \"Limits of one machine\")"
+                    );
+                    last_error_log = Some(Instant::now());
+                }
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        if shared.registry.len() >= shared.config.max_clients + REFUSAL_SLACK {
+            log::debug!("{peer}: closed at once, over --max-clients");
+            continue;
+        }
+        let _ = socket.set_nodelay(true);
+        #[cfg(not(unix))]
+        let _ = socket.set_write_timeout(Some(crate::outbox::FALLBACK_WRITE_TIMEOUT));
+        let socket = Arc::new(socket);
+        let conn = shared.registry.add(socket.clone());
+        let thread_shared = shared.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("ws-{conn}"))
+            .stack_size(shared.config.client_stack_size)
+            .spawn(move || {
+                // Deregister on every way out, a panic included, so a bug in one
+                // connection cannot leak a registry entry or block shutdown.
+                let _registered = Registered {
+                    registry: &thread_shared.registry,
+                    conn,
+                };
+                crate::connection::serve(socket, peer, &thread_shared);
+            });
+        match spawned {
+            Ok(handle) => shared.registry.set_handle(conn, handle),
+            Err(e) => {
+                log::warn!("{peer}: cannot start a thread for this client: {e}");
+                shared.registry.remove(conn);
+            }
+        }
+    }
+    log::debug!("listener stopped");
+}
+
+/// Removes a connection from the registry when its thread ends.
+struct Registered<'a> {
+    registry: &'a Registry,
+    conn: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.registry.remove(self.conn);
+    }
+}
+
+/// Every connection whose thread is running, by connection number.
+pub(crate) struct Registry {
+    inner: Mutex<RegistryInner>,
+    /// Signalled whenever the registry becomes empty.
+    emptied: Condvar,
+}
+
+struct RegistryInner {
+    next: u64,
+    live: HashMap<u64, Entry>,
+}
+
+struct Entry {
+    socket: Arc<TcpStream>,
+    /// Filled in right after the spawn; `None` for a moment before.
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Registry {
+    pub(crate) fn new() -> Registry {
+        Registry {
+            inner: Mutex::new(RegistryInner {
+                next: 1,
+                live: HashMap::new(),
+            }),
+            emptied: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RegistryInner> {
+        // The map stays consistent even if a holder panicked; keep going.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many connections are live (in their handshake or joined).
+    pub(crate) fn len(&self) -> usize {
+        self.lock().live.len()
+    }
+
+    fn add(&self, socket: Arc<TcpStream>) -> u64 {
+        let mut inner = self.lock();
+        let conn = inner.next;
+        inner.next += 1;
+        inner.live.insert(
+            conn,
+            Entry {
+                socket,
+                handle: None,
+            },
+        );
+        conn
+    }
+
+    fn set_handle(&self, conn: u64, handle: JoinHandle<()>) {
+        // If the thread already finished and removed itself, dropping the handle
+        // just detaches a thread that has ended.
+        if let Some(entry) = self.lock().live.get_mut(&conn) {
+            entry.handle = Some(handle);
+        }
+    }
+
+    fn remove(&self, conn: u64) {
+        let mut inner = self.lock();
+        inner.live.remove(&conn);
+        if inner.live.is_empty() {
+            self.emptied.notify_all();
+        }
+    }
+
+    /// Waits until no connection is live, or `timeout` passes. Returns whether the
+    /// registry is empty.
+    pub(crate) fn wait_empty(&self, timeout: Duration) -> bool {
+        let inner = self.lock();
+        let (inner, _) = self
+            .emptied
+            .wait_timeout_while(inner, timeout, |inner| !inner.live.is_empty())
+            .unwrap_or_else(|p| p.into_inner());
+        inner.live.is_empty()
+    }
+
+    /// Shuts down every live socket (waking its thread) and joins every thread.
+    pub(crate) fn abort_all_and_join(&self) {
+        let handles: Vec<JoinHandle<()>> = {
+            let mut inner = self.lock();
+            for entry in inner.live.values() {
+                let _ = entry.socket.shutdown(Shutdown::Both);
+            }
+            inner
+                .live
+                .values_mut()
+                .filter_map(|e| e.handle.take())
+                .collect()
+        };
+        for handle in handles {
+            let _ = handle.join();
+        }
+    }
+}

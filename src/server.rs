@@ -1,0 +1,244 @@
+//! [`Server`]: starts every thread, reports what it bound, and stops it all again.
+//!
+//! [`Server::start`] runs on the caller's thread. It binds both listeners first (so
+//! a taken port is an error before anything runs), then starts the `hub`, `ticker`,
+//! `ws-listener` and `http-*` threads and returns. Client threads are started later,
+//! by the listener, one per connection.
+//!
+//! [`Server::shutdown`] (also run on drop) stops them in an order that loses nothing:
+//! stop accepting, stop ticking, let the hub send close 1001 to every client, give
+//! clients a moment to answer, hang up on the rest, join every thread.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Sender};
+
+use crate::http::{HttpServer, Site};
+use crate::hub::{Hub, HubEvent};
+use crate::listener::{self, Registry, Shared};
+use crate::{protocol, ticker, Config, Error};
+
+/// How many events may wait for the hub before senders block. Large enough to
+/// absorb a burst of joins; small enough that a publisher in a tight loop is slowed
+/// to the hub's pace instead of filling memory.
+const HUB_QUEUE: usize = 4096;
+
+/// How long shutdown waits for clients to answer the close frame before hanging up.
+const CLOSE_GRACE: Duration = Duration::from_millis(1000);
+
+/// A running tickcast server. Dropping it shuts it down.
+pub struct Server {
+    ws_addr: SocketAddr,
+    http: Option<HttpServer>,
+    shared: Arc<Shared>,
+    /// Dropping this wakes the ticker, which then ends.
+    stop_ticker_tx: Option<Sender<()>>,
+    /// `hub`, `ticker`, `ws-listener`, in the order they are joined at shutdown.
+    threads: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+/// A cloneable handle for broadcasting your own messages to every client.
+///
+/// Each message is encoded into one WebSocket frame on the calling thread, then the
+/// hub writes that frame to every connected client, next to the ticks.
+#[derive(Clone)]
+pub struct Publisher {
+    hub_tx: Sender<HubEvent>,
+}
+
+impl Publisher {
+    /// Sends `text` as one text frame to every connected client.
+    ///
+    /// Blocks only if the hub is thousands of events behind, which slows a runaway
+    /// publisher to the hub's pace.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Stopped`] once the server has shut down.
+    pub fn publish_text(&self, text: impl Into<String>) -> Result<(), Error> {
+        let frame = protocol::text_frame(text);
+        self.hub_tx
+            .send(HubEvent::Publish(frame))
+            .map_err(|_| Error::Stopped)
+    }
+}
+
+impl Server {
+    /// Binds the listeners and starts every thread.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] if `config` does not validate, [`Error::Bind`] if a
+    /// listener cannot bind, [`Error::Spawn`] if a thread cannot start.
+    pub fn start(config: Config) -> Result<Server, Error> {
+        config.validate()?;
+        let bind_error = |source| Error::Bind {
+            what: "WebSocket",
+            addr: config.ws_addr,
+            source,
+        };
+        let ws_listener = TcpListener::bind(config.ws_addr).map_err(bind_error)?;
+        let ws_addr = ws_listener.local_addr().map_err(bind_error)?;
+
+        let http = match config.http_addr {
+            Some(addr) => Some(HttpServer::start(
+                addr,
+                Site {
+                    public_dir: config.public_dir.clone(),
+                    ws_port: ws_addr.port(),
+                },
+            )?),
+            None => None,
+        };
+
+        let (hub_tx, hub_rx) = bounded(HUB_QUEUE);
+        let ws_config = tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(config.read_buffer_size)
+            // Write every frame into the outbox at once; the outbox does the buffering.
+            .write_buffer_size(0)
+            .max_message_size(Some(config.max_message_size))
+            .max_frame_size(Some(config.max_message_size));
+        let shared = Arc::new(Shared {
+            page_url: http.as_ref().map(|h| url("http", h.addr(), "/")),
+            config,
+            ws_config,
+            hub_tx: hub_tx.clone(),
+            registry: Registry::new(),
+            stopping: AtomicBool::new(false),
+        });
+
+        let mut server = Server {
+            ws_addr,
+            http,
+            shared: shared.clone(),
+            stop_ticker_tx: None,
+            threads: Vec::new(),
+        };
+        // From here on an error drops `server`, which stops whatever did start.
+        let hub = Hub::new(shared.config.presence_window);
+        server.spawn("hub", move || hub.run(hub_rx))?;
+        if let Some(interval) = shared.config.interval {
+            let (stop_tx, stop_rx) = bounded(0);
+            server.stop_ticker_tx = Some(stop_tx);
+            let hub_tx = hub_tx.clone();
+            server.spawn("ticker", move || ticker::run(interval, hub_tx, stop_rx))?;
+        }
+        server.spawn("ws-listener", move || listener::run(ws_listener, shared))?;
+
+        if let Some(page) = server.page_url() {
+            log::info!("page: {page}");
+        }
+        log::info!("WebSocket: {}", server.ws_url());
+        Ok(server)
+    }
+
+    fn spawn(&mut self, name: &'static str, body: impl FnOnce() + Send + 'static) -> Result<(), Error> {
+        let handle = thread::Builder::new()
+            .name(name.to_string())
+            .spawn(body)
+            .map_err(|source| Error::Spawn {
+                thread: name.to_string(),
+                source,
+            })?;
+        self.threads.push((name, handle));
+        Ok(())
+    }
+
+    /// The address WebSocket clients connect to, with the real port if 0 was asked.
+    pub fn ws_addr(&self) -> SocketAddr {
+        self.ws_addr
+    }
+
+    /// The address the page is served on, or `None` without an HTTP server.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(HttpServer::addr)
+    }
+
+    /// `ws://…/echo`, with a connectable host if the server listens on all interfaces.
+    pub fn ws_url(&self) -> String {
+        url("ws", self.ws_addr, "/echo")
+    }
+
+    /// `http://…/`, the page, or `None` without an HTTP server.
+    pub fn page_url(&self) -> Option<String> {
+        self.http_addr().map(|addr| url("http", addr, "/"))
+    }
+
+    /// A handle for broadcasting your own text messages to every client.
+    pub fn publisher(&self) -> Publisher {
+        Publisher {
+            hub_tx: self.shared.hub_tx.clone(),
+        }
+    }
+
+    /// How many WebSocket connections are open, counting those still in their
+    /// handshake.
+    pub fn connections(&self) -> usize {
+        self.shared.registry.len()
+    }
+
+    /// Closes every client with 1001 "going away" and joins every thread.
+    ///
+    /// Clients get up to a second to answer the close frame; the rest are hung up
+    /// on. Returns when every thread the server started has ended.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if self.shared.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // 1. Stop accepting: wake the listener from `accept` with a connection.
+        if self.threads.iter().any(|(name, _)| *name == "ws-listener") {
+            let _ = TcpStream::connect_timeout(&connectable(self.ws_addr), Duration::from_secs(1));
+        }
+        // 2. Stop ticking.
+        self.stop_ticker_tx = None;
+        // 3. The hub sends close 1001 to every client, then ends.
+        let _ = self.shared.hub_tx.send(HubEvent::Shutdown);
+        for (name, handle) in self.threads.drain(..) {
+            if handle.join().is_err() {
+                log::error!("thread {name} panicked");
+            }
+        }
+        // 4. Clients answer the close frame and their threads end; hang up on the
+        // ones that do not answer in time.
+        if !self.shared.registry.wait_empty(CLOSE_GRACE) {
+            log::debug!(
+                "{} clients did not answer the close frame; hanging up",
+                self.shared.registry.len()
+            );
+        }
+        self.shared.registry.abort_all_and_join();
+        // 5. The page.
+        if let Some(http) = self.http.take() {
+            http.shutdown();
+        }
+        log::info!("shut down");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A URL for an address; an unspecified address (0.0.0.0, ::) becomes loopback so
+/// the URL can be opened on this machine.
+fn url(scheme: &str, addr: SocketAddr, path: &str) -> String {
+    format!("{scheme}://{}{path}", connectable(addr))
+}
+
+fn connectable(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => (Ipv4Addr::LOCALHOST, a.port()).into(),
+        SocketAddr::V6(a) if a.ip().is_unspecified() => (Ipv6Addr::LOCALHOST, a.port()).into(),
+        other => other,
+    }
+}
