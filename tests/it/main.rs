@@ -1,0 +1,15 @@
+//! Integration tests: every test starts the real server on port 0 and talks to it
+//! over real sockets with real WebSocket clients. One binary, one module per
+//! behaviour, shared helpers in `util`.
+
+mod util;
+
+mod cli;
+mod conformance;
+mod echo;
+mod handshake;
+mod http;
+mod presence;
+mod shutdown;
+mod slow_client;
+mod ticks;
