@@ -78,12 +78,8 @@ pub(crate) fn serve(socket: Arc<TcpStream>, peer: SocketAddr, shared: &Shared) {
         socket: socket.clone(),
         outbox: outbox.clone(),
     };
-    let mut ws = WebSocket::from_partially_read(
-        stream,
-        leftover,
-        Role::Server,
-        Some(shared.ws_config),
-    );
+    let mut ws =
+        WebSocket::from_partially_read(stream, leftover, Role::Server, Some(shared.ws_config));
     let (reason, close) = read_until_done(&mut ws, id, peer);
     leave.reason = reason;
 
@@ -126,7 +122,10 @@ fn handshake(socket: &TcpStream, outbox: &Outbox, shared: &Shared) -> Option<Vec
     let deadline = Instant::now() + config.handshake_timeout;
     // A deadline, not a polling tick: the read wakes only if the client is silent
     // for the whole handshake timeout.
-    if socket.set_read_timeout(Some(config.handshake_timeout)).is_err() {
+    if socket
+        .set_read_timeout(Some(config.handshake_timeout))
+        .is_err()
+    {
         return None;
     }
     let request = match handshake::read_request(socket, config.max_handshake_size, deadline) {
@@ -160,7 +159,11 @@ fn handshake(socket: &TcpStream, outbox: &Outbox, shared: &Shared) -> Option<Vec
 /// Sends an HTTP error and hangs up politely.
 fn refuse(socket: &TcpStream, outbox: &Outbox, refusal: &Refusal) -> Option<Vec<u8>> {
     if let Ok(peer) = socket.peer_addr() {
-        log::debug!("{peer}: handshake refused: {} {}", refusal.status, refusal.body);
+        log::debug!(
+            "{peer}: handshake refused: {} {}",
+            refusal.status,
+            refusal.body
+        );
     }
     outbox.write(&refusal.to_http());
     let _ = socket.shutdown(Shutdown::Write);

@@ -118,7 +118,12 @@ pub(crate) fn read_request(
             Ok(0) => return Ok(None),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err(timeout_refusal())
             }
             Err(_) => return Ok(None),
@@ -156,7 +161,10 @@ fn too_large(max_size: usize) -> Refusal {
 
 /// Returns the index just past `\r\n\r\n`.
 fn find_head_end(bytes: &[u8]) -> Option<usize> {
-    bytes.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+    bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
 }
 
 /// What the listener knows that a refusal may need to tell the client.
@@ -189,34 +197,25 @@ pub(crate) fn check(head: &[u8], ctx: &Context<'_>) -> Verdict {
             .map(|h| String::from_utf8_lossy(h.value).trim().to_string())
     };
     let has_token = |name: &str, token: &str| {
-        header(name).is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case(token))
-        })
+        header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     };
 
     // Plain HTTP (a browser pointed at the wrong port, curl, a health checker).
     if header("Upgrade").is_none() {
         let body = match ctx.page_url {
-            Some(url) => format!(
-                "this is tickcast's WebSocket port (ws://…/echo); the page is at {url}"
-            ),
+            Some(url) => {
+                format!("this is tickcast's WebSocket port (ws://…/echo); the page is at {url}")
+            }
             None => "this is tickcast's WebSocket port; connect with a WebSocket client to /echo"
                 .to_string(),
         };
         return Verdict::Refuse(Refusal::new(400, body));
     }
     if request.method != Some("GET") {
-        return Verdict::Refuse(Refusal::new(
-            405,
-            "a WebSocket handshake must use GET",
-        ));
+        return Verdict::Refuse(Refusal::new(405, "a WebSocket handshake must use GET"));
     }
     if request.version != Some(1) {
-        return Verdict::Refuse(Refusal::new(
-            400,
-            "a WebSocket handshake needs HTTP/1.1",
-        ));
+        return Verdict::Refuse(Refusal::new(400, "a WebSocket handshake needs HTTP/1.1"));
     }
     let path = request.path.unwrap_or("/");
     let path = path.split('?').next().unwrap_or(path);

@@ -58,7 +58,7 @@ struct Client {
 /// The hub thread's state.
 pub(crate) struct Hub {
     /// Connected clients by id. A `BTreeMap` keeps them in join order, which makes
-    /// "everyone who was here before this batch of joins" a range.
+    /// "everyone who joined before the newest client" a range.
     clients: BTreeMap<ClientId, Client>,
     next_id: ClientId,
     presence: PendingPresence,
@@ -99,7 +99,11 @@ impl Hub {
             };
             match event {
                 None => self.send_presence(),
-                Some(HubEvent::Join { outbox, peer, id_tx }) => self.join(outbox, peer, &id_tx),
+                Some(HubEvent::Join {
+                    outbox,
+                    peer,
+                    id_tx,
+                }) => self.join(outbox, peer, &id_tx),
                 Some(HubEvent::Leave { id, reason }) => self.remove(id, reason),
                 Some(HubEvent::Publish(frame)) => self.broadcast(&frame),
                 Some(HubEvent::Shutdown) => break,
@@ -172,12 +176,13 @@ impl Hub {
     fn send_presence(&mut self) {
         let presence = std::mem::take(&mut self.presence);
         let count = self.clients.len();
-        if let Some(&first_new) = presence.joined.first() {
-            // Only clients that were here before this batch hear about it; the new
-            // ones learned the count from their welcome.
+        if let Some(&newest) = presence.joined.last() {
+            // Everyone who can learn something from the notice hears it: all but the
+            // newest client, which learned the count from its welcome. A client that
+            // joined earlier in the same window finds its own id in the list too.
             let frame = protocol::text_frame(protocol::join(&presence.joined, count));
             let mut gone = Vec::new();
-            for (&id, client) in self.clients.range(..first_new) {
+            for (&id, client) in self.clients.range(..newest) {
                 if client.outbox.write(&frame) == Delivery::CutOff {
                     gone.push(id);
                 }

@@ -54,10 +54,11 @@ pub(crate) fn run(listener: TcpListener, shared: Arc<Shared>) {
         }
         let (socket, peer) = match accepted {
             Ok(pair) => pair,
-            Err(e) if matches!(
-                e.kind(),
-                io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-            ) =>
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                ) =>
             {
                 continue
             }

@@ -202,7 +202,9 @@ impl Outbox {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock can only come from a bug in this module;
         // the state is still consistent (plain bytes and a flag), so carry on.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -245,7 +247,12 @@ fn send_nonblocking(socket: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
         match socket.write(&bytes[total..]) {
             Ok(0) => break,
             Ok(n) => total += n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 break
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

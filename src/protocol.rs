@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | welcome | the new client, first | `{"type":"welcome","id":7,"clients":3}` |
 //! | tick | everyone, every interval | `{"type":"tick","seq":42,"time":"2026-11-24T14:00:01.000Z"}` |
-//! | join | everyone connected before | `{"type":"join","ids":[8],"clients":4}` |
+//! | join | everyone but the newest joiner | `{"type":"join","ids":[8],"clients":4}` |
 //! | leave | everyone still connected | `{"type":"leave","ids":[7],"clients":3,"reason":"closed"}` |
 //!
 //! Anything a client sends is echoed back to it unchanged, as the same frame type.

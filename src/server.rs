@@ -136,7 +136,11 @@ impl Server {
         Ok(server)
     }
 
-    fn spawn(&mut self, name: &'static str, body: impl FnOnce() + Send + 'static) -> Result<(), Error> {
+    fn spawn(
+        &mut self,
+        name: &'static str,
+        body: impl FnOnce() + Send + 'static,
+    ) -> Result<(), Error> {
         let handle = thread::Builder::new()
             .name(name.to_string())
             .spawn(body)
