@@ -53,10 +53,10 @@ pub(crate) fn serve(socket: Arc<TcpStream>, peer: SocketAddr, shared: &Shared) {
         peer,
         id_tx,
     };
-    if shared.hub_tx.send(join).is_err() {
+    if shared.events_tx.send(join).is_err() {
         // The hub has stopped: the server is shutting down.
         let frame = protocol::close_frame(CloseCode::Away, "server shutting down");
-        outbox.close(LeaveReason::Shutdown, Some(&frame));
+        outbox.close(LeaveReason::Shutdown, &frame);
         linger(&socket);
         return;
     }
@@ -80,17 +80,19 @@ pub(crate) fn serve(socket: Arc<TcpStream>, peer: SocketAddr, shared: &Shared) {
     };
     let mut ws =
         WebSocket::from_partially_read(stream, leftover, Role::Server, Some(shared.ws_config));
-    let (reason, close) = read_until_done(&mut ws, id, peer);
+    let (reason, close_frame) = read_until_done(&mut ws, id, peer);
     leave.reason = reason;
 
-    let mut sent_close = false;
-    if let Some((code, text)) = close {
-        sent_close = outbox.close(reason, Some(&protocol::close_frame(code, text)));
+    // Our close frame goes through the outbox, which then discards everything
+    // else: the hub's next broadcast cannot follow it onto the wire.
+    if let Some(frame) = close_frame {
+        outbox.close(reason, &frame);
     }
     drop(leave);
-    if sent_close {
-        linger(&socket);
-    }
+    // Deliver the close frame (ours, or the hub's 1001) if the socket was too full
+    // to take it at once, then wait for the client to hang up.
+    outbox.finish_closing(LINGER);
+    linger(&socket);
     log::debug!("{peer}: client {id} done");
 }
 
@@ -108,7 +110,7 @@ impl Drop for LeaveOnDrop<'_> {
     fn drop(&mut self) {
         // If the hub closed the outbox first (cut off, shutdown), its reason wins.
         let reason = self.outbox.closed_reason().unwrap_or(self.reason);
-        let _ = self.shared.hub_tx.send(HubEvent::Leave {
+        let _ = self.shared.events_tx.send(HubEvent::Leave {
             id: self.id,
             reason,
         });
@@ -172,24 +174,27 @@ fn refuse(socket: &TcpStream, outbox: &Outbox, refusal: &Refusal) -> Option<Vec<
 }
 
 /// Reads messages and echoes them until the connection ends. Returns why it ended
-/// and, if the server must say so, the close code and reason to send.
+/// and, if the server must send one, the encoded close frame.
 fn read_until_done(
     ws: &mut WebSocket<ClientStream>,
     id: ClientId,
     peer: SocketAddr,
-) -> (LeaveReason, Option<(CloseCode, &'static str)>) {
+) -> (LeaveReason, Option<Vec<u8>>) {
     loop {
         let result = match ws.read() {
             // The tutorial's message listener, made useful: echo to the sender only.
             Ok(message @ (Message::Text(_) | Message::Binary(_))) => ws.send(message),
-            // tungstenite queued the pong or the close reply; the next `read` sends it.
-            Ok(Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_)) => {
-                Ok(())
+            // The client closes: answer with its status code (tungstenite has already
+            // turned a code that is not allowed into 1002), then wait for it to hang up.
+            Ok(Message::Close(frame)) => {
+                return (LeaveReason::Closed, Some(protocol::close_reply(frame)));
             }
+            // tungstenite queued the pong; the next `read` sends it.
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => Ok(()),
             Err(e) => Err(e),
         };
         let Err(error) = result else { continue };
-        let outcome = match &error {
+        let (reason, close) = match &error {
             WsError::ConnectionClosed | WsError::AlreadyClosed => (LeaveReason::Closed, None),
             WsError::Io(_) | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
                 (LeaveReason::Dropped, None)
@@ -212,10 +217,13 @@ fn read_until_done(
                 Some((CloseCode::Error, "internal error")),
             ),
         };
-        if outcome.1.is_some() {
+        if close.is_some() {
             log::debug!("{peer}: client {id}: {error}");
         }
-        return outcome;
+        return (
+            reason,
+            close.map(|(code, text)| protocol::close_frame(code, text)),
+        );
     }
 }
 

@@ -1,11 +1,20 @@
 //! The hub: one thread (`hub`) that owns the set of connected clients and fans every
 //! broadcast out to them.
 //!
-//! Everything reaches the hub as a [`HubEvent`] on one crossbeam channel (`hub_tx`
-//! / `hub_rx`): client threads send `Join` and `Leave`, the ticker and every
-//! [`crate::Publisher`] send `Publish`, and [`crate::Server::shutdown`] sends
-//! `Shutdown`. Because one thread owns the client map, there is no lock around it
-//! and no question of who saw which client when.
+//! Two crossbeam channels lead to the hub, and it sleeps in `select!` on both:
+//!
+//! - `events_tx` / `events_rx` carries [`HubEvent`]s: client threads send `Join`
+//!   and `Leave`, [`crate::Server::shutdown`] sends `Shutdown`. It is unbounded on
+//!   purpose: each connection sends at most one `Join` and one `Leave`, so it is
+//!   bounded by the number of connections anyway; and when the hub stops, its
+//!   queued events are dropped, which wakes any client thread still waiting for
+//!   its id (a bounded crossbeam channel would keep them, and the thread waiting).
+//! - `frames_tx` / `frames_rx` carries encoded frames from the ticker and every
+//!   [`crate::Publisher`]. It is bounded ([`FRAME_QUEUE`]), so code that publishes
+//!   in a tight loop is slowed to the hub's pace instead of filling memory.
+//!
+//! Because one thread owns the client map, there is no lock around it and no
+//! question of who saw which client when.
 //!
 //! A broadcast arrives already encoded as one WebSocket frame; the hub writes the
 //! same bytes into every client's [`Outbox`], which never blocks. A client whose
@@ -24,7 +33,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{select, Receiver, Sender};
 use tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::outbox::{Delivery, Outbox};
@@ -42,11 +51,12 @@ pub(crate) enum HubEvent {
     /// A client's thread is ending. Ignored if the hub already removed the client
     /// (it cut it off, say).
     Leave { id: ClientId, reason: LeaveReason },
-    /// One encoded frame for every client.
-    Publish(Vec<u8>),
     /// Close every client with 1001 and end the thread.
     Shutdown,
 }
+
+/// How many published frames may wait for the hub before publishers block.
+pub(crate) const FRAME_QUEUE: usize = 1024;
 
 /// One connected client, as the hub sees it.
 struct Client {
@@ -84,29 +94,28 @@ impl Hub {
         }
     }
 
-    /// The hub thread's body: handle events until shutdown.
-    pub(crate) fn run(mut self, hub_rx: Receiver<HubEvent>) {
+    /// The hub thread's body: handle events and frames until shutdown.
+    pub(crate) fn run(mut self, events_rx: Receiver<HubEvent>, frames_rx: Receiver<Vec<u8>>) {
+        // Sleep until an event or a frame arrives, or until pending presence
+        // notices are due. No polling: with nothing pending and no traffic, the
+        // thread sleeps. A disconnected channel means the server is gone.
+        let forever = Duration::from_secs(365 * 24 * 3600);
         loop {
-            // Block until an event arrives, or until pending presence notices are due.
-            // No polling: with nothing pending and no traffic, the thread sleeps.
-            let event = match self.presence.due {
-                Some(due) => match hub_rx.recv_deadline(due) {
-                    Ok(event) => Some(event),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => Some(HubEvent::Shutdown),
+            let wait = self
+                .presence
+                .due
+                .map_or(forever, |due| due.saturating_duration_since(Instant::now()));
+            select! {
+                recv(events_rx) -> event => match event {
+                    Ok(HubEvent::Join { outbox, peer, id_tx }) => self.join(outbox, peer, &id_tx),
+                    Ok(HubEvent::Leave { id, reason }) => self.remove(id, reason),
+                    Ok(HubEvent::Shutdown) | Err(_) => break,
                 },
-                None => Some(hub_rx.recv().unwrap_or(HubEvent::Shutdown)),
-            };
-            match event {
-                None => self.send_presence(),
-                Some(HubEvent::Join {
-                    outbox,
-                    peer,
-                    id_tx,
-                }) => self.join(outbox, peer, &id_tx),
-                Some(HubEvent::Leave { id, reason }) => self.remove(id, reason),
-                Some(HubEvent::Publish(frame)) => self.broadcast(&frame),
-                Some(HubEvent::Shutdown) => break,
+                recv(frames_rx) -> frame => match frame {
+                    Ok(frame) => self.broadcast(&frame),
+                    Err(_) => break,
+                },
+                default(wait) => {}
             }
             if self.presence.due.is_some_and(|due| Instant::now() >= due) {
                 self.send_presence();
@@ -210,7 +219,7 @@ impl Hub {
     fn close_all(&mut self) {
         let frame = protocol::close_frame(CloseCode::Away, "server shutting down");
         for client in self.clients.values() {
-            client.outbox.close(LeaveReason::Shutdown, Some(&frame));
+            client.outbox.close(LeaveReason::Shutdown, &frame);
         }
         log::debug!("hub closed {} clients and stopped", self.clients.len());
         self.clients.clear();

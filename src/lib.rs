@@ -48,11 +48,11 @@
 //! # Threads and channels
 //!
 //! ```text
-//!  ws-listener ──spawns──▶ ws-1, ws-2, …  (one per client: handshake, read, echo)
-//!                             │ Join / Leave            ▲ frames (via the outbox)
-//!                             ▼                         │
-//!  ticker ──Publish──▶  hub_tx ═══▶ hub ────────────────┘  (one encoded frame, N sockets)
-//!  Publisher ─Publish─▶ (crossbeam channel)
+//!  ws-listener ──spawns──▶ ws-1, ws-2, …   (one per client: handshake, read, echo)
+//!                             │ Join / Leave (events_tx)   ▲ frames, via each
+//!                             ▼                            │ client's outbox
+//!  ticker    ──frame──▶  frames_tx ═══▶ hub ───────────────┘
+//!  Publisher ──frame──▶  (bounded)           one encoded frame, written to N sockets
 //! ```
 //!
 //! Reads never leave a client's own thread. Writes to a client come from two

@@ -31,7 +31,8 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     /// tungstenite's settings for every client, derived from `config` once.
     pub(crate) ws_config: tungstenite::protocol::WebSocketConfig,
-    pub(crate) hub_tx: Sender<HubEvent>,
+    /// Joins, leaves and shutdown, to the hub.
+    pub(crate) events_tx: Sender<HubEvent>,
     /// The page's URL, for the 400 answer to plain HTTP requests on this port.
     pub(crate) page_url: Option<String>,
     pub(crate) registry: Registry,

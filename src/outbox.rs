@@ -5,28 +5,32 @@
 //! say a blocking `WebSocket` cannot be split into read and write halves, and the
 //! client's thread spends its life blocked in `read`, so the hub cannot go through
 //! the `WebSocket` at all. Instead both threads write *whole frames* into the
-//! client's `Outbox`:
+//! client's `Outbox`, which keeps two rules:
 //!
-//! - A mutex around the write side makes each frame atomic: two frames' bytes can
-//!   never interleave on the wire.
-//! - Writes never block. The socket stays in blocking mode for the reader, and each
-//!   write is a `send` with `MSG_DONTWAIT`, so a full socket buffer returns at once.
-//!   Whatever the kernel does not take waits in a per-client `pending` buffer and is
-//!   sent first next time anyone writes to this client (at the latest, the next tick).
-//! - `pending` is bounded by `max_backlog`. A client whose backlog would pass it is
-//!   cut off: the outbox is closed and the socket shut down, which wakes the
-//!   client's thread out of its `read` so the thread ends. The hub moves on at once;
-//!   the other clients never wait for a slow one.
+//! 1. **Frames never interleave.** Only the holder of the `writer` lock touches
+//!    the socket, and bytes leave in the order they were queued in `pending`.
+//! 2. **The hub never waits for a client.** The hub appends its frame to `pending`
+//!    and, if nobody is writing, sends what the kernel takes at once with
+//!    `MSG_DONTWAIT` (the socket itself stays blocking for the reader). What the
+//!    kernel does not take stays in `pending` and goes first next time. If the
+//!    client's own thread holds the `writer`, the hub just leaves its frame in
+//!    `pending`; that thread sends it before letting go.
 //!
-//! Once closed (cut off, shut down, or after the server's close frame), an outbox
-//! discards every further write: RFC 6455 allows nothing after a close frame.
+//! The client's own thread, by contrast, *may* block on its own writes: an echo
+//! of a 16 MiB message waits until the client has read it. That is the natural
+//! back-pressure of thread-per-connection — a client that floods us without
+//! reading stalls only its own thread.
 //!
-//! The lock is only ever held for non-blocking work (a `send` that cannot block, a
-//! memcpy into `pending`), so the hub never waits long for a client's thread.
+//! `pending` is bounded by `max_backlog`. A client whose backlog would pass it is
+//! cut off: the outbox is closed and the socket shut down, which wakes the
+//! client's thread from its `read` (or its blocked write) so the thread ends.
+//!
+//! Once closed, an outbox discards every further write: RFC 6455 allows nothing
+//! after a close frame.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use crate::protocol::LeaveReason;
 
@@ -35,32 +39,36 @@ pub(crate) struct Outbox {
     /// The socket. Shared with the client's thread, which reads from it; there is
     /// one file descriptor per client, not two.
     socket: Arc<TcpStream>,
-    /// Everything that changes after creation, behind one lock so a frame is written
-    /// whole: bytes waiting for the kernel, and whether the outbox is closed.
+    /// Bytes waiting to be written and whether the outbox is closed. Held only for
+    /// short, non-blocking work, never across a blocking write.
     state: Mutex<State>,
+    /// Held by whoever is writing to the socket, so writes never overlap.
+    writer: Mutex<()>,
     /// Cut the client off when `pending` would grow past this many bytes.
     max_backlog: usize,
 }
 
 struct State {
-    /// Bytes accepted from callers that the kernel has not taken yet, oldest first.
-    /// Always whole frames from the first byte not yet sent.
+    /// Bytes queued but not yet taken by the kernel, oldest first.
     pending: Vec<u8>,
     /// Set once; from then on every write is discarded. The reason is what the
     /// client's `leave` notice will say.
     closed: Option<LeaveReason>,
+    /// A close frame is queued: once `pending` has drained, end our half of the
+    /// TCP connection (FIN after the frame).
+    finish_after_flush: bool,
 }
 
 /// What became of a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Delivery {
-    /// The kernel took all of it, or the rest waits in the backlog.
+    /// Written, or queued to go out with the next write.
     Accepted,
     /// This write pushed the backlog past the limit: the client has just been cut
     /// off with [`LeaveReason::TooSlow`].
     CutOff,
-    /// The socket failed (the peer reset it, say); the client has just been closed
-    /// with [`LeaveReason::Dropped`].
+    /// The socket failed (the peer reset it, say); the outbox is now closed with
+    /// [`LeaveReason::Dropped`].
     Failed,
     /// The outbox was already closed; the bytes were discarded.
     Closed,
@@ -76,135 +84,181 @@ impl Outbox {
             state: Mutex::new(State {
                 pending: Vec::new(),
                 closed: None,
+                finish_after_flush: false,
             }),
+            writer: Mutex::new(()),
             max_backlog,
         }
     }
 
-    /// Queues `bytes` (one or more whole frames, or an HTTP response) for the client
-    /// and sends as much as the socket takes right now. Never blocks.
+    /// Queues `bytes` (whole frames, or an HTTP response) and sends what the
+    /// socket takes right now. Never blocks: this is the hub's way in.
     pub(crate) fn write(&self, bytes: &[u8]) -> Delivery {
-        let mut state = self.lock();
-        if state.closed.is_some() {
-            return Delivery::Closed;
-        }
-        // Older bytes go first, or frames would reach the client out of order.
-        let mut rest = bytes;
-        if state.pending.is_empty() {
-            match send_nonblocking(&self.socket, rest) {
-                Ok(n) => rest = &rest[n..],
-                Err(_) => return self.fail(&mut state),
+        {
+            let mut state = self.state();
+            if state.closed.is_some() {
+                return Delivery::Closed;
             }
-        } else if self.flush_locked(&mut state).is_err() {
-            return self.fail(&mut state);
+            if state.pending.len() + bytes.len() > self.max_backlog {
+                log::debug!(
+                    "{}: backlog would pass {} bytes, cutting the client off",
+                    peer(&self.socket),
+                    self.max_backlog
+                );
+                self.hang_up(&mut state, LeaveReason::TooSlow);
+                return Delivery::CutOff;
+            }
+            state.pending.extend_from_slice(bytes);
         }
-        if rest.is_empty() {
-            return Delivery::Accepted;
-        }
-        if state.pending.len() + rest.len() > self.max_backlog {
-            log::debug!(
-                "{}: backlog would reach {} bytes, cutting the client off",
-                peer(&self.socket),
-                state.pending.len() + rest.len()
-            );
-            self.close_locked(&mut state, LeaveReason::TooSlow, None);
-            return Delivery::CutOff;
-        }
-        state.pending.extend_from_slice(rest);
-        Delivery::Accepted
+        self.try_flush()
     }
 
-    /// Tries to hand the backlog to the kernel. Never blocks.
-    pub(crate) fn flush(&self) -> Delivery {
-        let mut state = self.lock();
-        if state.closed.is_some() {
-            return Delivery::Closed;
+    /// Writes `bytes` after everything queued, blocking until the kernel has taken
+    /// all of it. Only the client's own thread calls this.
+    fn write_blocking(&self, bytes: &[u8]) -> Delivery {
+        let writer = self.writer();
+        let mut batch = {
+            let mut state = self.state();
+            if state.closed.is_some() && !state.finish_after_flush {
+                return Delivery::Closed;
+            }
+            let mut batch = std::mem::take(&mut state.pending);
+            if state.closed.is_none() {
+                batch.extend_from_slice(bytes);
+            }
+            batch
+        };
+        // Write without holding `state`, so the hub can keep queueing meanwhile,
+        // then take whatever it queued, until nothing is left.
+        loop {
+            if (&*self.socket).write_all(&batch).is_err() {
+                return self.fail(&mut self.state());
+            }
+            let mut state = self.state();
+            if state.pending.is_empty() {
+                if state.finish_after_flush {
+                    self.finish(&mut state);
+                }
+                break;
+            }
+            batch = std::mem::take(&mut state.pending);
         }
-        match self.flush_locked(&mut state) {
-            Ok(()) => Delivery::Accepted,
+        drop(writer);
+        // The hub may have queued a frame after our last look while it could not
+        // take the writer lock from us: send it now rather than at the next write.
+        self.try_flush()
+    }
+
+    /// Sends what the socket takes of `pending` now, unless someone else is writing
+    /// (they will send it). Never blocks.
+    pub(crate) fn try_flush(&self) -> Delivery {
+        let _writer = match self.writer.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return Delivery::Accepted,
+        };
+        let mut state = self.state();
+        if state.pending.is_empty() {
+            return if state.closed.is_some() {
+                Delivery::Closed
+            } else {
+                Delivery::Accepted
+            };
+        }
+        match send_nonblocking(&self.socket, &state.pending) {
+            Ok(sent) => {
+                state.pending.drain(..sent);
+                if state.pending.is_empty() {
+                    if state.pending.capacity() > KEEP_PENDING_CAPACITY {
+                        state.pending = Vec::new();
+                    }
+                    if state.finish_after_flush {
+                        self.finish(&mut state);
+                    }
+                }
+                Delivery::Accepted
+            }
             Err(_) => self.fail(&mut state),
         }
     }
 
-    /// Sends `last_frame` (if any, and if the outbox is still open), then closes
-    /// the outbox for `reason` and ends our half of the TCP connection.
+    /// Queues `last_frame` (normally a close frame), closes the outbox for
+    /// `reason`, and ends our half of the TCP connection once the frame is out.
     ///
     /// The read half stays open: the client's thread keeps reading until the peer
-    /// answers our close frame or hangs up, so the peer receives our frame instead
-    /// of a reset. Returns `false` if the outbox was already closed.
-    pub(crate) fn close(&self, reason: LeaveReason, last_frame: Option<&[u8]>) -> bool {
-        let mut state = self.lock();
-        if state.closed.is_some() {
-            return false;
+    /// answers or hangs up, so the peer receives our frame instead of a reset.
+    /// Never blocks. Returns `false` if the outbox was already closed.
+    pub(crate) fn close(&self, reason: LeaveReason, last_frame: &[u8]) -> bool {
+        {
+            let mut state = self.state();
+            if state.closed.is_some() {
+                return false;
+            }
+            state.closed = Some(reason);
+            state.pending.extend_from_slice(last_frame);
+            state.finish_after_flush = true;
         }
-        self.close_locked(&mut state, reason, last_frame);
+        self.try_flush();
         true
+    }
+
+    /// Sends whatever is still queued ahead of a close frame from [`Outbox::close`],
+    /// waiting up to `timeout` for the client to make room, then ends our half of
+    /// the TCP connection. Does nothing if no close frame is waiting. Only the
+    /// client's own thread calls this, as it ends.
+    pub(crate) fn finish_closing(&self, timeout: std::time::Duration) {
+        let _writer = self.writer();
+        let batch = {
+            let mut state = self.state();
+            if !state.finish_after_flush {
+                return;
+            }
+            std::mem::take(&mut state.pending)
+        };
+        // Nothing can be queued behind the close frame, so one write finishes it.
+        let _ = self.socket.set_write_timeout(Some(timeout));
+        let mut state = self.state();
+        if (&*self.socket).write_all(&batch).is_ok() {
+            self.finish(&mut state);
+        } else {
+            self.hang_up(&mut state, LeaveReason::Dropped);
+        }
     }
 
     /// Why the outbox was closed, if it was.
     pub(crate) fn closed_reason(&self) -> Option<LeaveReason> {
-        self.lock().closed
+        self.state().closed
     }
 
-    fn close_locked(&self, state: &mut State, reason: LeaveReason, last_frame: Option<&[u8]>) {
-        if reason == LeaveReason::TooSlow {
-            // The socket is full: a close frame would never arrive. Hang up, which
-            // also wakes the client's thread.
-            state.closed = Some(reason);
-            state.pending = Vec::new();
-            let _ = self.socket.shutdown(Shutdown::Both);
-            return;
-        }
-        if let Some(frame) = last_frame {
-            // Best effort: pending plus the close frame, whatever fits now.
-            let _ = self.flush_locked(state);
-            if state.pending.is_empty() {
-                if let Ok(n) = send_nonblocking(&self.socket, frame) {
-                    if n < frame.len() {
-                        state.pending.extend_from_slice(&frame[n..]);
-                    }
-                }
-            } else {
-                state.pending.extend_from_slice(frame);
-            }
-        }
-        state.closed = Some(reason);
-        if state.pending.is_empty() {
-            // FIN after the close frame: the peer reads the frame, then end-of-stream.
-            let _ = self.socket.shutdown(Shutdown::Write);
-        } else {
-            // The frame cannot be delivered without blocking; hang up instead.
-            state.pending = Vec::new();
-            let _ = self.socket.shutdown(Shutdown::Both);
-        }
+    /// All queued bytes are out after a close frame: send FIN.
+    fn finish(&self, state: &mut State) {
+        state.finish_after_flush = false;
+        let _ = self.socket.shutdown(Shutdown::Write);
+    }
+
+    /// Gives up on the client: closes the outbox and shuts the socket down both
+    /// ways, which wakes its thread from a blocked read or write.
+    fn hang_up(&self, state: &mut State, reason: LeaveReason) {
+        // A reason given earlier (a shutdown close already queued, say) stands.
+        state.closed.get_or_insert(reason);
+        state.pending = Vec::new();
+        state.finish_after_flush = false;
+        let _ = self.socket.shutdown(Shutdown::Both);
     }
 
     /// Marks the outbox failed after a socket error and wakes the reader.
     fn fail(&self, state: &mut State) -> Delivery {
-        state.closed = Some(LeaveReason::Dropped);
-        state.pending = Vec::new();
-        let _ = self.socket.shutdown(Shutdown::Both);
+        self.hang_up(state, LeaveReason::Dropped);
         Delivery::Failed
     }
 
-    fn flush_locked(&self, state: &mut State) -> io::Result<()> {
-        if state.pending.is_empty() {
-            return Ok(());
-        }
-        let sent = send_nonblocking(&self.socket, &state.pending)?;
-        state.pending.drain(..sent);
-        if state.pending.is_empty() && state.pending.capacity() > KEEP_PENDING_CAPACITY {
-            state.pending = Vec::new();
-        }
-        Ok(())
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Bytes and flags stay consistent even if a holder panicked; carry on.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding this lock can only come from a bug in this module;
-        // the state is still consistent (plain bytes and a flag), so carry on.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn writer(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -238,7 +292,7 @@ fn send_nonblocking(socket: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
 
 /// Portable fallback: there is no per-call non-blocking flag, so the socket carries
 /// a short write timeout (set when the client connects) and a full buffer stalls
-/// the caller for at most that long.
+/// the hub for at most that long.
 #[cfg(not(unix))]
 fn send_nonblocking(socket: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
     let mut socket = socket;
@@ -273,7 +327,7 @@ fn peer(socket: &TcpStream) -> String {
 }
 
 /// The stream a client's `tungstenite::WebSocket` runs over: reads come straight
-/// from the socket (only the client's thread reads), writes go into the outbox.
+/// from the socket (only the client's thread reads), writes go through the outbox.
 pub(crate) struct ClientStream {
     pub(crate) socket: Arc<TcpStream>,
     pub(crate) outbox: Arc<Outbox>,
@@ -286,9 +340,10 @@ impl Read for ClientStream {
 }
 
 impl Write for ClientStream {
-    /// Takes the whole buffer or nothing, so the frames tungstenite writes stay whole.
+    /// Takes the whole buffer or fails, so the frames tungstenite writes stay whole.
+    /// Blocks until the client has room for it: only this client's thread waits.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.outbox.write(buf) {
+        match self.outbox.write_blocking(buf) {
             Delivery::Accepted | Delivery::Closed => Ok(buf.len()),
             Delivery::CutOff | Delivery::Failed => Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
@@ -298,7 +353,6 @@ impl Write for ClientStream {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.outbox.flush();
         Ok(())
     }
 }

@@ -132,10 +132,16 @@ pub fn text_frame(text: impl Into<String>) -> Vec<u8> {
 
 /// Encodes a close frame with a status code and a short reason (at most 123 bytes).
 pub(crate) fn close_frame(code: CloseCode, reason: &'static str) -> Vec<u8> {
-    encode(Frame::close(Some(CloseFrame {
+    close_reply(Some(CloseFrame {
         code,
         reason: reason.into(),
-    })))
+    }))
+}
+
+/// Encodes a close frame carrying `frame` (or an empty one), e.g. to answer a
+/// client's close with the same status code, as RFC 6455 (5.5.1) suggests.
+pub(crate) fn close_reply(frame: Option<CloseFrame>) -> Vec<u8> {
+    encode(Frame::close(frame))
 }
 
 fn encode(frame: Frame) -> Vec<u8> {

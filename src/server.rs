@@ -15,17 +15,12 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, Sender};
+use crossbeam_channel::{bounded, unbounded, Sender};
 
 use crate::http::{HttpServer, Site};
-use crate::hub::{Hub, HubEvent};
+use crate::hub::{Hub, HubEvent, FRAME_QUEUE};
 use crate::listener::{self, Registry, Shared};
 use crate::{protocol, ticker, Config, Error};
-
-/// How many events may wait for the hub before senders block. Large enough to
-/// absorb a burst of joins; small enough that a publisher in a tight loop is slowed
-/// to the hub's pace instead of filling memory.
-const HUB_QUEUE: usize = 4096;
 
 /// How long shutdown waits for clients to answer the close frame before hanging up.
 const CLOSE_GRACE: Duration = Duration::from_millis(1000);
@@ -35,6 +30,8 @@ pub struct Server {
     ws_addr: SocketAddr,
     http: Option<HttpServer>,
     shared: Arc<Shared>,
+    /// Encoded frames to the hub; cloned into every [`Publisher`].
+    frames_tx: Sender<Vec<u8>>,
     /// Dropping this wakes the ticker, which then ends.
     stop_ticker_tx: Option<Sender<()>>,
     /// `hub`, `ticker`, `ws-listener`, in the order they are joined at shutdown.
@@ -47,13 +44,13 @@ pub struct Server {
 /// hub writes that frame to every connected client, next to the ticks.
 #[derive(Clone)]
 pub struct Publisher {
-    hub_tx: Sender<HubEvent>,
+    frames_tx: Sender<Vec<u8>>,
 }
 
 impl Publisher {
     /// Sends `text` as one text frame to every connected client.
     ///
-    /// Blocks only if the hub is thousands of events behind, which slows a runaway
+    /// Blocks only if the hub is a thousand frames behind, which slows a runaway
     /// publisher to the hub's pace.
     ///
     /// # Errors
@@ -61,9 +58,7 @@ impl Publisher {
     /// [`Error::Stopped`] once the server has shut down.
     pub fn publish_text(&self, text: impl Into<String>) -> Result<(), Error> {
         let frame = protocol::text_frame(text);
-        self.hub_tx
-            .send(HubEvent::Publish(frame))
-            .map_err(|_| Error::Stopped)
+        self.frames_tx.send(frame).map_err(|_| Error::Stopped)
     }
 }
 
@@ -95,7 +90,8 @@ impl Server {
             None => None,
         };
 
-        let (hub_tx, hub_rx) = bounded(HUB_QUEUE);
+        let (events_tx, events_rx) = unbounded();
+        let (frames_tx, frames_rx) = bounded(FRAME_QUEUE);
         let ws_config = tungstenite::protocol::WebSocketConfig::default()
             .read_buffer_size(config.read_buffer_size)
             // Write every frame into the outbox at once; the outbox does the buffering.
@@ -106,13 +102,14 @@ impl Server {
             page_url: http.as_ref().map(|h| url("http", h.addr(), "/")),
             config,
             ws_config,
-            hub_tx: hub_tx.clone(),
+            events_tx,
             registry: Registry::new(),
             stopping: AtomicBool::new(false),
         });
 
         let mut server = Server {
             ws_addr,
+            frames_tx: frames_tx.clone(),
             http,
             shared: shared.clone(),
             stop_ticker_tx: None,
@@ -120,12 +117,11 @@ impl Server {
         };
         // From here on an error drops `server`, which stops whatever did start.
         let hub = Hub::new(shared.config.presence_window);
-        server.spawn("hub", move || hub.run(hub_rx))?;
+        server.spawn("hub", move || hub.run(events_rx, frames_rx))?;
         if let Some(interval) = shared.config.interval {
             let (stop_tx, stop_rx) = bounded(0);
             server.stop_ticker_tx = Some(stop_tx);
-            let hub_tx = hub_tx.clone();
-            server.spawn("ticker", move || ticker::run(interval, hub_tx, stop_rx))?;
+            server.spawn("ticker", move || ticker::run(interval, frames_tx, stop_rx))?;
         }
         server.spawn("ws-listener", move || listener::run(ws_listener, shared))?;
 
@@ -175,7 +171,7 @@ impl Server {
     /// A handle for broadcasting your own text messages to every client.
     pub fn publisher(&self) -> Publisher {
         Publisher {
-            hub_tx: self.shared.hub_tx.clone(),
+            frames_tx: self.frames_tx.clone(),
         }
     }
 
@@ -204,7 +200,7 @@ impl Server {
         // 2. Stop ticking.
         self.stop_ticker_tx = None;
         // 3. The hub sends close 1001 to every client, then ends.
-        let _ = self.shared.hub_tx.send(HubEvent::Shutdown);
+        let _ = self.shared.events_tx.send(HubEvent::Shutdown);
         for (name, handle) in self.threads.drain(..) {
             if handle.join().is_err() {
                 log::error!("thread {name} panicked");

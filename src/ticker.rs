@@ -8,18 +8,17 @@
 //!
 //! The thread waits on `stop_rx` with a timeout, so it sleeps between ticks and
 //! wakes at once when the server drops the other end (`stop_tx`) at shutdown.
-//! It encodes each tick frame once and sends it to the hub as `Publish`.
+//! It encodes each tick frame once and sends it to the hub on `frames_tx`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use time::OffsetDateTime;
 
-use crate::hub::HubEvent;
 use crate::protocol;
 
 /// The ticker thread's body.
-pub(crate) fn run(interval: Duration, hub_tx: Sender<HubEvent>, stop_rx: Receiver<()>) {
+pub(crate) fn run(interval: Duration, frames_tx: Sender<Vec<u8>>, stop_rx: Receiver<()>) {
     let interval_ns = interval.as_nanos().max(1);
     let mut seq = 0;
     let mut next_slot = slot_after(SystemTime::now(), interval_ns);
@@ -37,7 +36,7 @@ pub(crate) fn run(interval: Duration, hub_tx: Sender<HubEvent>, stop_rx: Receive
         }
         seq += 1;
         let frame = protocol::text_frame(protocol::tick(seq, OffsetDateTime::now_utc()));
-        if hub_tx.send(HubEvent::Publish(frame)).is_err() {
+        if frames_tx.send(frame).is_err() {
             break;
         }
         // Normally next_slot + 1; more if we fell behind.

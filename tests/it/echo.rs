@@ -10,8 +10,9 @@ use crate::util::{start_with, Client};
 fn text_is_echoed_to_the_sender_only() {
     let server = start_with(|c| c.interval = None);
     let mut a = Client::connect(&server);
-    let mut b = Client::connect(&server);
     a.welcome();
+    // b connects after a is welcomed, so a is sure to hear b's join.
+    let mut b = Client::connect(&server);
     b.welcome();
     a.next_of_type("join");
     a.send_text("hello, tickcast ✓");

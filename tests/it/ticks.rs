@@ -75,8 +75,9 @@ fn two_clients_receive_identical_tick_frames() {
 fn published_messages_reach_every_client() {
     let server = crate::util::start_with(|c| c.interval = None);
     let mut a = Client::connect(&server);
-    let mut b = Client::connect(&server);
     a.welcome();
+    // b connects after a is welcomed, so a is sure to hear b's join.
+    let mut b = Client::connect(&server);
     b.welcome();
     a.next_of_type("join");
     server
