@@ -15,10 +15,13 @@
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
 use tickcast::Server;
 
-use crate::util::{start_with, tcp, Client};
+use crate::util::{start_with, tcp, Client, IO_TIMEOUT};
 
 // ---------------------------------------------------------------------------
 // Frame building (client side)
@@ -210,19 +213,28 @@ impl From<io::Error> for Ended {
 /// from it but not yet parsed.
 struct Peer {
     stream: TcpStream,
+    /// Bytes read from the socket; those before `start` are already parsed.
     buffer: Vec<u8>,
+    /// Where the unparsed bytes begin. Parsed bytes are dropped in bulk before the
+    /// next read, not frame by frame, so a flood of small frames stays cheap.
+    start: usize,
 }
 
 impl Peer {
     /// Connects to `/echo`, does the opening handshake by hand and reads the
     /// welcome, which must be the first frame.
     fn connect(server: &Server) -> Peer {
+        Peer::handshake(server, tcp(server.ws_addr()))
+    }
+
+    /// Does the opening handshake over `stream`, a fresh connection to `server`.
+    fn handshake(server: &Server, stream: TcpStream) -> Peer {
         let addr = server.ws_addr();
-        let stream = tcp(addr);
         stream.set_nodelay(true).unwrap();
         let mut peer = Peer {
             stream,
             buffer: Vec::new(),
+            start: 0,
         };
         // The sample key and accept value from RFC 6455 section 1.3.
         let request = format!(
@@ -232,14 +244,14 @@ impl Peer {
         );
         peer.send(request.as_bytes());
         let end = loop {
-            if let Some(end) = peer.buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            if let Some(end) = peer.unread().windows(4).position(|w| w == b"\r\n\r\n") {
                 break end + 4;
             }
-            peer.fill(peer.buffer.len() + 1)
+            peer.fill(peer.unread().len() + 1)
                 .unwrap_or_else(|e| panic!("no complete handshake response: {e}"));
         };
-        let head = String::from_utf8_lossy(&peer.buffer[..end]).to_lowercase();
-        peer.buffer.drain(..end);
+        let head = String::from_utf8_lossy(&peer.unread()[..end]).to_lowercase();
+        peer.start += end;
         assert!(
             head.starts_with("http/1.1 101"),
             "handshake refused: {head}"
@@ -270,10 +282,17 @@ impl Peer {
         let _ = self.stream.write_all(bytes);
     }
 
-    /// Reads until the buffer holds at least `n` bytes.
+    /// The bytes read but not yet parsed.
+    fn unread(&self) -> &[u8] {
+        &self.buffer[self.start..]
+    }
+
+    /// Reads until at least `n` unparsed bytes are buffered.
     fn fill(&mut self, n: usize) -> Result<(), Ended> {
         let mut chunk = [0u8; 64 * 1024];
-        while self.buffer.len() < n {
+        while self.unread().len() < n {
+            self.buffer.drain(..self.start);
+            self.start = 0;
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Err(Ended::Eof),
                 Ok(k) => self.buffer.extend_from_slice(&chunk[..k]),
@@ -288,18 +307,18 @@ impl Peer {
     /// a masked frame, or a length not in its shortest encoding.
     fn frame(&mut self) -> Result<Frame, Ended> {
         self.fill(2)?;
-        let (first, second) = (self.buffer[0], self.buffer[1]);
+        let (first, second) = (self.unread()[0], self.unread()[1]);
         assert_eq!(second & 0x80, 0, "the server sent a masked frame");
         let (len, header) = match second & 0x7F {
             126 => {
                 self.fill(4)?;
-                let len = u64::from(u16::from_be_bytes([self.buffer[2], self.buffer[3]]));
+                let len = u64::from(u16::from_be_bytes([self.unread()[2], self.unread()[3]]));
                 assert!(len >= 126, "length {len} sent in the 16-bit form");
                 (len, 4)
             }
             127 => {
                 self.fill(10)?;
-                let len = u64::from_be_bytes(self.buffer[2..10].try_into().unwrap());
+                let len = u64::from_be_bytes(self.unread()[2..10].try_into().unwrap());
                 assert!(len > 0xFFFF, "length {len} sent in the 64-bit form");
                 assert!(len >> 63 == 0, "64-bit length with its top bit set");
                 (len, 10)
@@ -308,8 +327,8 @@ impl Peer {
         };
         let total = header + usize::try_from(len).unwrap();
         self.fill(total)?;
-        let payload = self.buffer[header..total].to_vec();
-        self.buffer.drain(..total);
+        let payload = self.unread()[header..total].to_vec();
+        self.start += total;
         Ok(Frame {
             fin: first & 0x80 != 0,
             rsv: (first >> 4) & 0x7,
@@ -386,22 +405,14 @@ impl Peer {
     /// After its close frame the server sends nothing more and ends the TCP
     /// connection (end of stream or reset) within the read timeout.
     fn expect_tcp_closed(&mut self) {
-        if !self.buffer.is_empty() {
-            let f = self.frame();
-            panic!("bytes after the server's close frame: {f:?}");
-        }
-        let mut byte = [0u8; 1];
-        loop {
-            match self.stream.read(&mut byte) {
-                Ok(0) => return,
-                Ok(_) => panic!("the server sent bytes after its close frame"),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => match Ended::from(e) {
-                    Ended::Reset => return,
-                    Ended::Timeout => panic!("the server did not close TCP after the close frame"),
-                    other => panic!("waiting for TCP close: {other}"),
-                },
-            }
+        match self.fill(1) {
+            Err(Ended::Eof | Ended::Reset) => {}
+            Err(Ended::Timeout) => panic!("the server did not close TCP after its close frame"),
+            Err(other) => panic!("waiting for the server to close TCP: {other}"),
+            Ok(()) => match self.frame() {
+                Ok(f) => panic!("after its close frame the server sent {}", f.describe()),
+                Err(e) => panic!("after its close frame the server sent part of a frame, then {e}"),
+            },
         }
     }
 
@@ -1218,4 +1229,93 @@ fn server_still_serves_after_bad_clients() {
             other => panic!("expected the echo, got {other:?}"),
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Through the outbox: large echoes and the end of the stream
+// ---------------------------------------------------------------------------
+//
+// Every frame the server sends goes through the client's outbox, shared with the
+// hub's broadcasts. These cases check that the outbox delivers a large echo to a
+// slow reader, and lets nothing follow a close frame.
+
+/// A connection to `server` whose receive buffer is `size` bytes from the start, so
+/// the server can put only a few kilobytes in flight and must wait for us to read.
+fn small_window_tcp(server: &Server, size: usize) -> TcpStream {
+    let addr = server.ws_addr();
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("a socket");
+    // Before connecting, so the window the server sees is small from the first segment.
+    socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
+    socket
+        .connect_timeout(&addr.into(), IO_TIMEOUT)
+        .expect("connect");
+    let stream = TcpStream::from(socket);
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream
+}
+
+/// 9.1.6: with the limit raised, a 16 MiB text message is echoed whole to a client
+/// with a 4 KiB receive window, with no other traffic to push the echo out.
+#[test]
+fn sixteen_mebibyte_echo_reaches_a_slow_reader() {
+    let server = start_with(|c| {
+        c.interval = None;
+        c.http_addr = None;
+        c.max_message_size = 16 << 20;
+        c.max_backlog = 40 << 20;
+    });
+    let mut peer = Peer::handshake(&server, small_window_tcp(&server, 4 << 10));
+    let payload = ascii(16 << 20);
+    peer.send(&frame(TEXT, &payload));
+    peer.expect(TEXT, &payload);
+    peer.close_cleanly();
+}
+
+/// Stops a helper thread when dropped, also when the test panics.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// RFC 5.5.1: after its close reply the server sends nothing more, even while
+/// broadcasts are queued for the client (ten clients in turn close mid-flood).
+#[test]
+fn nothing_follows_the_close_reply_during_broadcasts() {
+    const FLOOD: &[u8] = br#"{"type":"flood"}"#;
+    let server = quiet_server();
+    let publisher = server.publisher();
+    let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+    let flood = {
+        let stop = stop.0.clone();
+        // Bounded in time too, so nothing can keep it running after the test.
+        let deadline = Instant::now() + 4 * IO_TIMEOUT;
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                if publisher
+                    .publish_text(std::str::from_utf8(FLOOD).unwrap())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        })
+    };
+    for _ in 0..10 {
+        let mut peer = Peer::connect(&server);
+        // Wait until the broadcasts reach this client.
+        while peer.frame().expect("a broadcast").payload != FLOOD {}
+        peer.send(&frame(CLOSE, &close_payload(1000, b"")));
+        peer.expect_close(1000);
+    }
+    drop(stop);
+    flood.join().unwrap();
 }
