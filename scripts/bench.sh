@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# Benchmarks tickcast side by side with a Node `ws` server and a tokio-tungstenite
+# server speaking the same protocol (issue 3). One command builds everything in
+# release mode, runs every server fresh at each client count, and writes:
+#
+#   target/bench/results.md    the tables (and tickcast ÷ best peer)
+#   target/bench/results.csv   every number, one row per run
+#   target/bench/chart.png     fan-out spread p99 and RSS per client against N
+#   target/bench/runs/*.json   loadgen's full result for each run
+#   target/bench/logs/*.log    each server's and loadgen's stderr
+#
+# Usage:
+#   scripts/bench.sh           scale: N = 1000 5000 10000 15000, 1 s ticks
+#   scripts/bench.sh stress    10 ms ticks to 5000 clients: frames/s delivered
+#                              and server CPU per million frames
+#   scripts/bench.sh smoke     50 clients, 200 ms ticks, tickcast only; exits
+#                              non-zero unless every tick reached every client
+#                              (CI runs this; it writes under target/bench/smoke/)
+#
+# Environment overrides (defaults in brackets):
+#   BENCH_NS="1000 5000"   client counts for scale [1000 5000 10000 15000]
+#   BENCH_SECS=10          load phase, seconds [20]
+#   BENCH_REST=6           rest phase (ticks only), seconds [6]
+#   BENCH_INTERVAL=1s      tick interval for scale [1s]
+#   BENCH_RAMP=2000        clients connected per second [2000]
+#   BENCH_SERVERS="tickcast tokio node"   which servers, in order
+#   BENCH_STRESS_N=5000 BENCH_STRESS_INTERVAL=10ms BENCH_STRESS_SECS=10
+#   BENCH_NO_CHART=1       skip the matplotlib virtualenv and the PNG
+#
+# Every run is bounded: loadgen connects a fixed number of clients to a server on
+# 127.0.0.1, runs fixed-length phases, closes its clients and exits; each server
+# is started here, by PID, and stopped by that PID (SIGTERM, then SIGKILL after
+# 10 s). Each client costs one fd in loadgen and one in the server, so this
+# script raises the soft open-file limit to the hard limit and skips any N the
+# limit cannot hold. tickcast also needs one thread (one PID) per client: see
+# /proc/sys/kernel/pid_max.
+set -euo pipefail
+
+MODE="${1:-scale}"
+case "$MODE" in
+  scale | stress | smoke) ;;
+  -h | --help)
+    sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
+    exit 0
+    ;;
+  *)
+    echo "bench.sh: unknown mode '$MODE' (expected scale, stress or smoke)" >&2
+    exit 2
+    ;;
+esac
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+OUT="$ROOT/target/bench"
+BENCH_TARGET="$ROOT/target/bench-build"
+LOADGEN="$BENCH_TARGET/release/loadgen"
+PEER_TOKIO="$BENCH_TARGET/release/peer-tokio"
+REPORT="$BENCH_TARGET/release/report"
+TICKCAST="$ROOT/target/release/tickcast"
+NODE_PEER="$ROOT/scripts/bench/node-peer"
+
+log() { echo "bench.sh: $*" >&2; }
+
+# ---- the server under test: started and stopped by PID ----
+
+SERVER_PID=""
+SERVER_URL=""
+
+stop_server() {
+  [ -n "$SERVER_PID" ] || return 0
+  if kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 100); do
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+      log "server $SERVER_PID ignored SIGTERM for 10 s; killing it"
+      kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+  fi
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+}
+trap stop_server EXIT
+trap 'exit 130' INT TERM
+
+# start_server NAME INTERVAL LOGFILE: sets SERVER_PID and SERVER_URL.
+start_server() {
+  local name="$1" interval="$2" logfile="$3"
+  case "$name" in
+    tickcast)
+      "$TICKCAST" --ws-addr 127.0.0.1:0 --http-addr off --interval "$interval" \
+        --max-clients 16000 2>"$logfile" &
+      ;;
+    tokio) "$PEER_TOKIO" --ws-addr 127.0.0.1:0 --interval "$interval" 2>"$logfile" & ;;
+    node) node "$NODE_PEER/server.js" --ws-addr 127.0.0.1:0 --interval "$interval" 2>"$logfile" & ;;
+    *)
+      log "unknown server '$name' (expected tickcast, tokio or node)"
+      exit 2
+      ;;
+  esac
+  SERVER_PID=$!
+  SERVER_URL=""
+  for _ in $(seq 100); do
+    SERVER_URL="$(grep -o 'ws://[^ ]*' "$logfile" 2>/dev/null | head -n 1 || true)"
+    [ -n "$SERVER_URL" ] && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  log "$name did not report its address; its log:"
+  cat "$logfile" >&2
+  exit 1
+}
+
+# run_one MODE NAME N INTERVAL LOADGEN_ARGS...: one fresh server, one loadgen run.
+run_one() {
+  local mode="$1" name="$2" n="$3" interval="$4"
+  shift 4
+  local tag="$mode-$name-$n"
+  local dir="$OUT/runs"
+  [ "$mode" = smoke ] && dir="$OUT/smoke"
+  start_server "$name" "$interval" "$OUT/logs/$tag.server.log"
+  log "$tag: $name pid $SERVER_PID at $SERVER_URL"
+  local rc=0
+  "$LOADGEN" --url "$SERVER_URL" --clients "$n" --interval "$interval" \
+    --server "$name" --server-pid "$SERVER_PID" --mode "$mode" \
+    --out "$dir/$tag.json" "$@" 2> >(tee "$OUT/logs/$tag.loadgen.log" >&2) || rc=$?
+  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    log "$tag: the server died during the run; its log:"
+    tail -n 20 "$OUT/logs/$tag.server.log" >&2
+    rc=1
+  fi
+  stop_server
+  local warnings
+  warnings="$(grep -ciE 'warn|error|panick' "$OUT/logs/$tag.server.log" || true)"
+  [ "$warnings" = 0 ] || log "$tag: $warnings warning/error lines in logs/$tag.server.log"
+  return "$rc"
+}
+
+# ---- limits ----
+
+HARD_FDS="$(ulimit -Hn)"
+if [ "$HARD_FDS" != unlimited ]; then
+  ulimit -n "$HARD_FDS"
+fi
+fd_limit() { [ "$(ulimit -n)" = unlimited ] && echo 1000000000 || ulimit -n; }
+
+# ---- build ----
+
+mkdir -p "$OUT/logs" "$OUT/runs" "$OUT/smoke"
+log "building tickcast and the bench tools (release)"
+cargo build --release --quiet --bin tickcast
+CARGO_TARGET_DIR="$BENCH_TARGET" cargo build --release --quiet \
+  --manifest-path "$ROOT/scripts/bench/Cargo.toml"
+SERVERS="${BENCH_SERVERS:-tickcast tokio node}"
+[ "$MODE" = smoke ] && SERVERS=tickcast
+if [[ " $SERVERS " == *" node "* ]]; then
+  command -v node >/dev/null || { log "node is not installed (needed for the ws peer)"; exit 1; }
+  log "installing the Node peer's dependencies (npm ci)"
+  (cd "$NODE_PEER" && npm ci --silent --no-audit --no-fund)
+fi
+
+# ---- smoke: CI's check that the harness and tickcast's delivery still work ----
+
+if [ "$MODE" = smoke ]; then
+  rm -f "$OUT/smoke/"*.json
+  run_one smoke tickcast 50 200ms --ramp-rate 500 --settle 500ms --rest 1s \
+    --duration 2s --after 500ms --echo-clients 10 --echo-every 100ms \
+    --require-full-delivery
+  log "smoke passed"
+  exit 0
+fi
+
+# ---- scale or stress ----
+
+if [ "$MODE" = scale ]; then
+  NS="${BENCH_NS:-1000 5000 10000 15000}"
+  INTERVAL="${BENCH_INTERVAL:-1s}"
+  LOAD_ARGS=(--ramp-rate "${BENCH_RAMP:-2000}" --settle 2s --rest "${BENCH_REST:-6}s"
+    --duration "${BENCH_SECS:-20}s" --echo-clients 100 --echo-every 1s)
+else
+  NS="${BENCH_STRESS_N:-5000}"
+  INTERVAL="${BENCH_STRESS_INTERVAL:-10ms}"
+  LOAD_ARGS=(--ramp-rate "${BENCH_RAMP:-2000}" --settle 2s --rest 2s
+    --duration "${BENCH_STRESS_SECS:-10}s" --echo-clients 100 --echo-every 100ms)
+fi
+rm -f "$OUT/runs/$MODE-"*.json
+
+failed=0
+for n in $NS; do
+  if [ "$(fd_limit)" -le $((n + 200)) ]; then
+    log "skipping N=$n: the open-file limit is $(ulimit -n); see ulimit -Hn"
+    continue
+  fi
+  for name in $SERVERS; do
+    run_one "$MODE" "$name" "$n" "$INTERVAL" "${LOAD_ARGS[@]}" || failed=1
+    sleep 2 # let the last sockets leave TIME_WAIT bookkeeping behind
+  done
+done
+
+# ---- report ----
+
+MACHINE="$(nproc) cores ($(grep -m 1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), \
+$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r), \
+open-file limit $(ulimit -n), pid_max $(cat /proc/sys/kernel/pid_max)"
+COMMAND="scripts/bench.sh${1:+ $1}"
+[ -n "${BENCH_NS:-}" ] && COMMAND="BENCH_NS=\"$BENCH_NS\" $COMMAND"
+[ -n "${BENCH_SECS:-}" ] && COMMAND="BENCH_SECS=$BENCH_SECS $COMMAND"
+"$REPORT" "$OUT/runs" "$OUT" --machine "$MACHINE" --command "$COMMAND"
+
+if [ -z "${BENCH_NO_CHART:-}" ] && [ "$MODE" = scale ]; then
+  VENV="$OUT/venv"
+  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null; then
+    log "installing matplotlib into $VENV (for chart.png)"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'matplotlib==3.10.8'
+  fi
+  "$VENV/bin/python" "$ROOT/scripts/bench/chart.py" "$OUT/results.csv" "$OUT/chart.png"
+  log "wrote $OUT/chart.png"
+fi
+log "wrote $OUT/results.md and $OUT/results.csv"
+exit "$failed"

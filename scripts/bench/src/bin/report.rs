@@ -1,0 +1,317 @@
+//! `report`: turns the JSON results of a benchmark (one file per run, written by
+//! loadgen) into `results.csv` (every number, one row per run) and `results.md`
+//! (the tables a reader wants, plus tickcast against the best peer).
+//!
+//! Usage: `report RUNS_DIR OUT_DIR [--machine TEXT] [--command TEXT]`
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+use tickcast_bench::run::RunResult;
+
+/// The order servers appear in tables; ours first.
+const SERVERS: [&str; 3] = ["tickcast", "tokio", "node"];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() < 2 {
+        eprintln!("usage: report RUNS_DIR OUT_DIR [--machine TEXT] [--command TEXT]");
+        return ExitCode::from(2);
+    }
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let machine = flag("--machine").unwrap_or_default();
+    let command = flag("--command").unwrap_or_else(|| "scripts/bench.sh".into());
+    let mut runs = match load(Path::new(&args[0])) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("report: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runs.sort_by_key(|r| (r.mode.clone(), r.clients, server_rank(&r.server)));
+    let out = Path::new(&args[1]);
+    let csv = to_csv(&runs);
+    let md = to_markdown(&runs, &machine, &command);
+    for (name, text) in [("results.csv", csv), ("results.md", md)] {
+        if let Err(e) = std::fs::write(out.join(name), text) {
+            eprintln!("report: cannot write {}: {e}", out.join(name).display());
+            return ExitCode::FAILURE;
+        }
+    }
+    eprintln!("report: {} runs → {}/results.{{csv,md}}", runs.len(), out.display());
+    ExitCode::SUCCESS
+}
+
+fn server_rank(server: &str) -> usize {
+    SERVERS.iter().position(|s| *s == server).unwrap_or(SERVERS.len())
+}
+
+fn load(dir: &Path) -> Result<Vec<RunResult>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut runs = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let run: RunResult =
+                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            runs.push(run);
+        }
+    }
+    Ok(runs)
+}
+
+const MIB: f64 = 1024.0;
+
+fn peak_kib(r: &RunResult) -> u64 {
+    let p = &r.process;
+    p.after.hwm_kib.max(p.load_max_rss_kib).max(p.closed.hwm_kib)
+}
+
+fn to_csv(runs: &[RunResult]) -> String {
+    let mut s = String::from(
+        "mode,server,clients,interval_ms,connected,failed,connect_p50_ms,connect_p99_ms,ramp_s,\
+         ticks,delivery_pct,clients_missing_ticks,ended_early,spread_p50_ms,spread_p99_ms,spread_max_ms,\
+         latency_p50_ms,latency_p99_ms,latency_max_ms,frames_per_s,ticks_per_s,echo_p50_ms,echo_p99_ms,\
+         echo_sent,echo_received,loadgen_lag_p99_ms,rest_cpu_pct,idle_cpu_pct,load_cpu_pct,\
+         cpu_per_broadcast_ms,cpu_s_per_million_frames,rss_before_mib,rss_rest_mib,rss_per_client_kib,\
+         rss_peak_mib,threads_rest,fds_rest,rss_after_mib,threads_after,fds_after,clean_closes\n",
+    );
+    for r in runs {
+        let p = &r.process;
+        let d = &r.delivery;
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{:.3},{:.3},{:.2},{},{:.4},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.0},{:.2},\
+             {:.3},{:.3},{},{},{:.3},{:.2},{},{:.2},{:.3},{:.3},{:.1},{:.1},{:.2},{:.1},{},{},{:.1},{},{},{}",
+            r.mode,
+            r.server,
+            r.clients,
+            r.interval_ms,
+            r.connect.ok,
+            r.connect.failed,
+            r.connect.time_ms.p50,
+            r.connect.time_ms.p99,
+            r.connect.ramp_s,
+            d.ticks,
+            d.ratio * 100.0,
+            d.clients_missing_ticks,
+            d.ended_early,
+            r.spread_ms.p50,
+            r.spread_ms.p99,
+            r.spread_ms.max,
+            r.latency_ms.p50,
+            r.latency_ms.p99,
+            r.latency_ms.max,
+            d.frames_per_s,
+            d.ticks_per_s,
+            r.echo.rtt_ms.p50,
+            r.echo.rtt_ms.p99,
+            r.echo.sent,
+            r.echo.received,
+            r.loadgen_lag_ms.p99,
+            r.derived.rest_cpu_pct,
+            p.idle_between_ticks_cpu_pct.map_or(String::new(), |v| format!("{v:.3}")),
+            r.derived.load_cpu_pct,
+            r.derived.cpu_per_broadcast_ms,
+            r.derived.cpu_s_per_million_frames,
+            p.before.rss_kib as f64 / MIB,
+            p.rest_end.rss_kib as f64 / MIB,
+            r.derived.rss_per_client_kib,
+            peak_kib(r) as f64 / MIB,
+            p.rest_end.threads,
+            p.rest_end.fds,
+            p.after.rss_kib as f64 / MIB,
+            p.after.threads,
+            p.after.fds,
+            r.close.clean,
+        );
+    }
+    s
+}
+
+fn to_markdown(runs: &[RunResult], machine: &str, command: &str) -> String {
+    let mut s = String::from("# tickcast benchmark results\n\n");
+    if !machine.is_empty() {
+        let _ = writeln!(s, "Machine: {machine}  ");
+    }
+    let _ = writeln!(s, "Command: `{command}`\n");
+    for mode in ["smoke", "scale", "stress"] {
+        let rows: Vec<&RunResult> = runs.iter().filter(|r| r.mode == mode).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let r0 = rows[0];
+        let p = &r0.params;
+        let _ = writeln!(
+            s,
+            "## {mode}: tick every {} ms; ramp {}/s; rest {} s; load {} s with {} echo clients every {} ms\n",
+            r0.interval_ms, p.ramp_per_s, p.rest_s, p.load_s, p.echo_clients, p.echo_every_ms
+        );
+        if mode == "stress" {
+            stress_table(&mut s, &rows);
+        } else {
+            delivery_table(&mut s, &rows);
+            resource_table(&mut s, &rows);
+        }
+        versus_best_peer(&mut s, &rows, mode);
+    }
+    s.push_str(
+        "Notes: arrival times are kernel receive timestamps (SO_TIMESTAMPNS) of the load \
+         generator's sockets, so loadgen's own CPU contention does not inflate spread or latency; \
+         latency is measured against the tick's `time` field, which has millisecond resolution. \
+         Spread = last client's arrival minus first client's, per tick. CPU is user+system time of \
+         the server process from /proc/PID/stat; idle CPU is measured from 50 % to 95 % of each \
+         interval during rest. RSS/client = (RSS at rest − RSS before clients) / clients.\n",
+    );
+    s
+}
+
+fn delivery_table(s: &mut String, rows: &[&RunResult]) {
+    s.push_str(
+        "| N | server | connected | connect p99 ms | delivery | spread p50 / p99 / max ms | latency p50 / p99 / max ms | frames/s | echo RTT p50 / p99 ms | dropped | clean closes |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let d = &r.delivery;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {}/{} | {:.1} | {:.3} % of {} ticks | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {:.0} | {:.2} / {:.2} | {} | {} |",
+            r.clients,
+            r.server,
+            r.connect.ok,
+            r.clients,
+            r.connect.time_ms.p99,
+            d.ratio * 100.0,
+            d.ticks,
+            r.spread_ms.p50,
+            r.spread_ms.p99,
+            r.spread_ms.max,
+            r.latency_ms.p50,
+            r.latency_ms.p99,
+            r.latency_ms.max,
+            d.frames_per_s,
+            r.echo.rtt_ms.p50,
+            r.echo.rtt_ms.p99,
+            d.ended_early,
+            r.close.clean,
+        );
+    }
+    s.push('\n');
+}
+
+fn resource_table(s: &mut String, rows: &[&RunResult]) {
+    s.push_str(
+        "| N | server | RSS/client KiB | RSS at rest MiB | peak RSS MiB | threads | CPU/broadcast ms | CPU rest % | idle CPU % | CPU load % | after: RSS MiB, threads |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let p = &r.process;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.2} | {} | {:.2} | {:.1}, {} |",
+            r.clients,
+            r.server,
+            r.derived.rss_per_client_kib,
+            p.rest_end.rss_kib as f64 / MIB,
+            peak_kib(r) as f64 / MIB,
+            p.rest_end.threads,
+            r.derived.cpu_per_broadcast_ms,
+            r.derived.rest_cpu_pct,
+            p.idle_between_ticks_cpu_pct.map_or("–".into(), |v| format!("{v:.2}")),
+            r.derived.load_cpu_pct,
+            p.after.rss_kib as f64 / MIB,
+            p.after.threads,
+        );
+    }
+    s.push('\n');
+}
+
+fn stress_table(s: &mut String, rows: &[&RunResult]) {
+    s.push_str(
+        "| N | server | ticks/s | frames/s delivered | delivery | dropped | server CPU % | CPU s per million frames | spread p99 ms | latency p50 / p99 ms | loadgen lag p99 ms |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let d = &r.delivery;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.1} | {:.0} | {:.3} % | {} | {:.1} | {:.2} | {:.1} | {:.1} / {:.1} | {:.1} |",
+            r.clients,
+            r.server,
+            d.ticks_per_s,
+            d.frames_per_s,
+            d.ratio * 100.0,
+            d.ended_early,
+            r.derived.load_cpu_pct,
+            r.derived.cpu_s_per_million_frames,
+            r.spread_ms.p99,
+            r.latency_ms.p50,
+            r.latency_ms.p99,
+            r.loadgen_lag_ms.p99,
+        );
+    }
+    s.push('\n');
+}
+
+/// tickcast against the best peer at each N, as ratios (< 1 is better for costs).
+fn versus_best_peer(s: &mut String, rows: &[&RunResult], mode: &str) {
+    let mut by_n: BTreeMap<usize, Vec<&RunResult>> = BTreeMap::new();
+    for r in rows {
+        by_n.entry(r.clients).or_default().push(r);
+    }
+    let mut lines = Vec::new();
+    for (n, rs) in by_n {
+        let Some(tc) = rs.iter().find(|r| r.server == "tickcast") else { continue };
+        let peers: Vec<&&RunResult> = rs.iter().filter(|r| r.server != "tickcast").collect();
+        if peers.is_empty() {
+            continue;
+        }
+        let best = |f: &dyn Fn(&RunResult) -> f64, lower: bool| {
+            peers
+                .iter()
+                .map(|r| f(r))
+                .fold(if lower { f64::INFINITY } else { 0.0 }, |a, b| if lower { a.min(b) } else { a.max(b) })
+        };
+        let ratio = |ours: f64, theirs: f64| if theirs > 0.0 { format!("{:.2}×", ours / theirs) } else { "–".into() };
+        if mode == "stress" {
+            let bf = best(&|r| r.delivery.frames_per_s, false);
+            let bc = best(&|r| r.derived.cpu_s_per_million_frames, true);
+            lines.push(format!(
+                "| {n} | frames/s {} (target ≥ 1.5×) | CPU per million frames {} |",
+                ratio(tc.delivery.frames_per_s, bf),
+                ratio(tc.derived.cpu_s_per_million_frames, bc)
+            ));
+        } else {
+            let bs = best(&|r| r.spread_ms.p99, true);
+            let bc = best(&|r| r.derived.cpu_per_broadcast_ms, true);
+            let br = best(&|r| r.derived.rss_per_client_kib, true);
+            lines.push(format!(
+                "| {n} | spread p99 {} (target ≤ 0.5×) | CPU/broadcast {} (target ≤ 1×) | RSS/client {} (target ≤ 1×) | idle CPU {} % (target < 1 %) |",
+                ratio(tc.spread_ms.p99, bs),
+                ratio(tc.derived.cpu_per_broadcast_ms, bc),
+                ratio(tc.derived.rss_per_client_kib, br),
+                tc.process.idle_between_ticks_cpu_pct.map_or("–".into(), |v| format!("{v:.2}")),
+            ));
+        }
+    }
+    if !lines.is_empty() {
+        s.push_str("tickcast ÷ best peer:\n\n");
+        if mode == "stress" {
+            s.push_str("| N | throughput | cost |\n|---:|---|---|\n");
+        } else {
+            s.push_str("| N | fan-out | CPU | memory | idle |\n|---:|---|---|---|---|\n");
+        }
+        for l in lines {
+            let _ = writeln!(s, "{l}");
+        }
+        s.push('\n');
+    }
+}

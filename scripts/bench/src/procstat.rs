@@ -1,0 +1,113 @@
+//! Samples one process's resource use from `/proc`: the driver side of the
+//! benchmark. loadgen calls [`sample`] between phases (before the clients come,
+//! at rest, under load, after they leave) with the server's PID.
+//!
+//! - RSS and peak RSS (`VmRSS`, `VmHWM`) and the thread count come from
+//!   `/proc/PID/status`.
+//! - CPU time (user + system, all threads, dead ones included) comes from
+//!   `/proc/PID/stat`, in clock ticks (`CLK_TCK`, usually 1/100 s). The kernel
+//!   derives it from its nanosecond run time, so deltas over seconds are accurate
+//!   to one tick at each end.
+//! - [`threads_cpu_ns`] sums `/proc/PID/task/*/schedstat`: nanosecond run time of
+//!   the live threads, for short windows such as "between two ticks".
+//! - The open-fd count is the length of `/proc/PID/fd`.
+
+use std::fs;
+use std::io;
+
+/// One reading of a process's counters.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+pub struct Sample {
+    /// When the sample was taken, ns since the Unix epoch.
+    pub at_ns: i64,
+    /// User + system CPU time so far, seconds.
+    pub cpu_s: f64,
+    /// Resident set size, KiB.
+    pub rss_kib: u64,
+    /// Peak resident set size so far, KiB.
+    pub hwm_kib: u64,
+    pub threads: u64,
+    pub fds: u64,
+}
+
+/// Reads `/proc/PID/{stat,status,fd}`.
+///
+/// # Errors
+///
+/// If the process is gone or `/proc` is unreadable.
+pub fn sample(pid: u32) -> io::Result<Sample> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) is in parentheses and may hold spaces: split after it.
+    let after = stat
+        .rfind(')')
+        .map(|i| &stat[i + 2..])
+        .ok_or_else(|| io::Error::other("malformed /proc/PID/stat"))?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime) are at 11 and 12 once "pid (comm)" is gone.
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let cpu_ticks = ticks(11) + ticks(12);
+
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let fds = fs::read_dir(format!("/proc/{pid}/fd"))?.count() as u64;
+    Ok(Sample {
+        at_ns: crate::wallclock::now_ns(),
+        cpu_s: cpu_ticks as f64 / clock_ticks_per_second(),
+        rss_kib: field("VmRSS:"),
+        hwm_kib: field("VmHWM:"),
+        threads: field("Threads:"),
+        fds,
+    })
+}
+
+/// The summed run time of the process's live threads, in nanoseconds, from
+/// `/proc/PID/task/*/schedstat`. Costs one file read per thread.
+///
+/// # Errors
+///
+/// If the process is gone.
+pub fn threads_cpu_ns(pid: u32) -> io::Result<u64> {
+    let mut total = 0;
+    for task in fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Ok(task) = task else { continue };
+        // A thread may end between the listing and the read: skip it.
+        if let Ok(text) = fs::read_to_string(task.path().join("schedstat")) {
+            total += text
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Ok(total)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions; it only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 {
+        hz as f64
+    } else {
+        100.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_this_process() {
+        let s = sample(std::process::id()).unwrap();
+        assert!(s.rss_kib > 0 && s.hwm_kib >= s.rss_kib);
+        assert!(s.threads >= 1 && s.fds >= 1);
+        assert!(threads_cpu_ns(std::process::id()).unwrap() > 0);
+    }
+}
