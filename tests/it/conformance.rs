@@ -904,18 +904,50 @@ fn invalid_utf8_in_one_frame_closes_with_1007() {
     bad_input_closes_with(&frame(TEXT, &text), 1007);
 }
 
-/// 6.x: a lone continuation byte, an overlong encoding and a code point past
-/// U+10FFFF each fail with 1007.
+/// 6.6-6.21: malformed sequences from Markus Kuhn's UTF-8 stress test, each
+/// after a valid prefix in one text frame, fail with 1007; the server survives all.
 #[test]
 fn invalid_utf8_sequences_close_with_1007() {
-    for bad in [
-        &[0x80][..],
-        &[0xc0, 0xaf],
-        &[0xf4, 0x90, 0x80, 0x80],
-        &[0xfe],
-    ] {
-        bad_input_closes_with(&frame(TEXT, bad), 1007);
+    let cases: [(&str, &[u8]); 15] = [
+        ("lone continuation byte", &[0x80]),
+        ("two continuation bytes", &[0x80, 0xbf]),
+        ("start byte then space", &[0xc0, 0x20]),
+        ("overlong 2-byte slash", &[0xc0, 0xaf]),
+        ("overlong 3-byte slash", &[0xe0, 0x80, 0xaf]),
+        ("overlong 4-byte slash", &[0xf0, 0x80, 0x80, 0xaf]),
+        ("overlong NUL", &[0xc0, 0x80]),
+        ("5-byte sequence", &[0xf8, 0x88, 0x80, 0x80, 0x80]),
+        ("6-byte sequence", &[0xfc, 0x84, 0x80, 0x80, 0x80, 0x80]),
+        ("byte 0xfe", &[0xfe]),
+        ("byte 0xff", &[0xff]),
+        ("high surrogate U+D800", &[0xed, 0xa0, 0x80]),
+        ("low surrogate U+DFFF", &[0xed, 0xbf, 0xbf]),
+        ("code point past U+10FFFF", &[0xf4, 0x90, 0x80, 0x80]),
+        ("3-byte sequence cut short at the end", &[0xe2, 0x82]),
+    ];
+    let server = quiet_server();
+    for (what, bad) in cases {
+        let mut text = b"ok ".to_vec();
+        text.extend_from_slice(bad);
+        let mut peer = Peer::connect(&server);
+        peer.send_lenient(&frame(TEXT, &text));
+        let (code, _) = peer.close();
+        assert_eq!(code, Some(1007), "{what}");
+        peer.expect_tcp_closed();
     }
+    let mut peer = Peer::connect(&server);
+    peer.send(&frame(TEXT, "still ✓".as_bytes()));
+    peer.expect(TEXT, "still ✓".as_bytes());
+}
+
+/// 6.23: noncharacters (U+FFFE, U+FFFF, U+10FFFE) are valid UTF-8 and are echoed.
+#[test]
+fn noncharacters_are_valid_utf8() {
+    let server = quiet_server();
+    let mut peer = Peer::connect(&server);
+    let text = "\u{fffe}\u{ffff}\u{fdd0}\u{10fffe}\u{10ffff}";
+    peer.send(&frame(TEXT, text.as_bytes()));
+    peer.expect(TEXT, text.as_bytes());
 }
 
 /// 6.3.2-like: invalid UTF-8 split across fragments (each valid-looking on its own
@@ -982,6 +1014,19 @@ fn data_after_close_is_not_echoed() {
     let mut bytes = frame(CLOSE, &close_payload(1000, b""));
     bytes.extend(frame(TEXT, b"after close"));
     bytes.extend(fragment(TEXT, b"frag", false));
+    peer.send_lenient(&bytes);
+    peer.expect_close(1000);
+}
+
+/// 7.1.5: a close in the middle of a fragmented message (control frames may
+/// interleave) is echoed, and the unfinished message is dropped.
+#[test]
+fn close_inside_fragmented_message_is_echoed() {
+    let server = quiet_server();
+    let mut peer = Peer::connect(&server);
+    let mut bytes = fragment(TEXT, b"fragment1", false);
+    bytes.extend(frame(CLOSE, &close_payload(1000, b"")));
+    bytes.extend(fragment(CONTINUATION, b"fragment2", true));
     peer.send_lenient(&bytes);
     peer.expect_close(1000);
 }
