@@ -15,7 +15,7 @@ use crate::Config;
 #[derive(Debug)]
 pub enum Command {
     /// Run a server with this configuration.
-    Run(Config),
+    Run(Box<Config>),
     /// Print [`help`] and exit.
     Help,
     /// Print the version and exit.
@@ -44,15 +44,20 @@ USAGE:
     tickcast [OPTIONS]
 
 OPTIONS:
-    --ws-addr ADDR            WebSocket listener, path /echo [default: {ws}]
-    --http-addr ADDR|off      page and /config.json [default: {http}]
-    --interval DURATION|off   time between ticks, e.g. 250ms, 1s, 2m [default: 1s]
-    --public DIR              serve the page from DIR instead of the built-in copy
-    --max-clients N           most WebSocket connections at once; beyond: 503 [default: {clients}]
-    --max-message-size BYTES  largest client message; larger closes with 1009 [default: 1MiB]
-    --max-backlog BYTES       unsent bytes per client before it is cut off [default: 2MiB]
-    -h, --help                print this help
-    -V, --version             print the version
+    --ws-addr ADDR                  WebSocket listener, path /echo [default: {ws}]
+    --http-addr ADDR|off            page, /config.json, /healthz, /metrics [default: {http}]
+    --interval DURATION|off         time between ticks, e.g. 250ms, 1s, 2m [default: 1s]
+    --public DIR                    serve the page from DIR instead of the built-in copy
+    --max-clients N                 most WebSocket connections at once; beyond: 503 [default: {clients}]
+    --max-message-size BYTES        largest client message; larger closes with 1009 [default: 1MiB]
+    --max-backlog BYTES             unsent bytes per client before it is cut off [default: 2MiB]
+    --heartbeat DURATION|off        ping clients this often; cut off silent ones [default: 30s]
+    --allowed-origin ORIGIN         only browsers from ORIGIN (e.g. https://example.com) may
+                                    connect; repeatable [default: every origin]
+    --handshake-timeout DURATION    time to send the whole handshake request [default: 10s]
+    --max-header-size BYTES         largest handshake request head; larger gets 431 [default: 8KiB]
+    -h, --help                      print this help
+    -V, --version                   print the version
 
 ADDR is HOST:PORT (port 0 picks a free port). BYTES is a number with an optional
 unit: B, KiB, MiB, GiB (K, M, G mean the same). Logging: RUST_LOG=debug|info|warn
@@ -117,6 +122,25 @@ where
                 };
             }
             "--public" => config.public_dir = Some(PathBuf::from(value()?)),
+            "--heartbeat" => {
+                let v = value()?;
+                config.heartbeat = if v == "off" {
+                    None
+                } else {
+                    Some(parse_duration(&v).map_err(|e| flag_error(&flag, &v, &e))?)
+                };
+            }
+            "--allowed-origin" => config.allowed_origins.push(value()?),
+            "--handshake-timeout" => {
+                let v = value()?;
+                config.handshake_timeout =
+                    parse_duration(&v).map_err(|e| flag_error(&flag, &v, &e))?;
+            }
+            "--max-header-size" => {
+                let v = value()?;
+                config.max_handshake_size =
+                    parse_size(&v).map_err(|e| flag_error(&flag, &v, &e))?;
+            }
             "--max-clients" => {
                 let v = value()?;
                 config.max_clients = v
@@ -145,7 +169,7 @@ where
             }
         }
     }
-    Ok(Command::Run(config))
+    Ok(Command::Run(Box::new(config)))
 }
 
 fn flag_error(flag: &str, value: &str, why: &str) -> UsageError {
@@ -228,7 +252,7 @@ mod tests {
 
     fn config(args: &[&str]) -> Config {
         match parse_args(args.iter().copied()) {
-            Ok(Command::Run(c)) => c,
+            Ok(Command::Run(c)) => *c,
             other => panic!("{other:?}"),
         }
     }
@@ -275,6 +299,23 @@ mod tests {
         assert_eq!(c.interval, Some(Duration::from_millis(250)));
         assert_eq!(c.max_clients, 5);
         assert_eq!(c.max_backlog, 4 << 20);
+        let c = config(&[
+            "--heartbeat=off",
+            "--allowed-origin",
+            "https://a.example",
+            "--allowed-origin=http://b.example:8080",
+            "--handshake-timeout",
+            "2s",
+            "--max-header-size",
+            "16KiB",
+        ]);
+        assert_eq!(c.heartbeat, None);
+        assert_eq!(
+            c.allowed_origins,
+            ["https://a.example", "http://b.example:8080"]
+        );
+        assert_eq!(c.handshake_timeout, Duration::from_secs(2));
+        assert_eq!(c.max_handshake_size, 16 << 10);
     }
 
     #[test]

@@ -64,13 +64,31 @@ pub struct Config {
     /// so that echoing the largest allowed message cannot by itself cut a client off.
     pub max_backlog: usize,
 
+    /// How often the server pings every client, or `None` for never. A client that
+    /// sends nothing at all — not even the pong browsers send by themselves — for a
+    /// whole interval after a ping is cut off (reason `timeout`), so half-open TCP
+    /// connections cannot pile up threads.
+    ///
+    /// Default 30 s: a dead client is noticed within 60 s.
+    pub heartbeat: Option<Duration>,
+
+    /// Browser origins allowed to connect (e.g. `https://example.com`). Empty (the
+    /// default) allows every origin.
+    ///
+    /// When not empty, a handshake whose `Origin` header is not in the list gets
+    /// `403`. A handshake with no `Origin` (curl, scripts, other servers) is let
+    /// through: the header only protects users' browsers from other sites' pages,
+    /// since a non-browser client can send any value it likes.
+    pub allowed_origins: Vec<String>,
+
     /// How long a new connection may take to send its whole handshake request.
     ///
     /// Default 10 s. A client that sends half a request is answered `408` and
     /// closed, so it cannot hold a thread forever.
     pub handshake_timeout: Duration,
 
-    /// The largest handshake request head, in bytes. A larger one is answered `431`.
+    /// The largest handshake request head, in bytes (`--max-header-size`). A larger
+    /// one is answered `431`.
     ///
     /// Default 8 KiB, like most web servers.
     pub max_handshake_size: usize,
@@ -112,6 +130,8 @@ impl Default for Config {
             max_clients: 10_000,
             max_message_size: 1 << 20,
             max_backlog: 2 << 20,
+            heartbeat: Some(Duration::from_secs(30)),
+            allowed_origins: Vec::new(),
             handshake_timeout: Duration::from_secs(10),
             max_handshake_size: 8 << 10,
             presence_window: Duration::from_millis(50),
@@ -153,11 +173,27 @@ impl Config {
                 self.max_backlog, self.max_message_size
             ));
         }
+        if self
+            .heartbeat
+            .is_some_and(|h| h < Duration::from_millis(10))
+        {
+            return invalid("--heartbeat must be at least 10ms".into());
+        }
+        for origin in &self.allowed_origins {
+            if !(origin.starts_with("http://") || origin.starts_with("https://"))
+                || origin.trim_end_matches('/').matches('/').count() != 2
+            {
+                return invalid(format!(
+                    "--allowed-origin {origin:?}: expected scheme://host[:port] as browsers \
+                     send it, e.g. https://example.com or http://localhost:8080"
+                ));
+            }
+        }
         if self.handshake_timeout.is_zero() {
-            return invalid("the handshake timeout must be more than zero".into());
+            return invalid("--handshake-timeout must be more than zero".into());
         }
         if self.max_handshake_size < 256 {
-            return invalid("the maximum handshake size must be at least 256 bytes".into());
+            return invalid("--max-header-size must be at least 256 bytes".into());
         }
         if self.presence_window > Duration::from_millis(100) {
             return invalid("the presence window must be at most 100ms (protocol v1)".into());

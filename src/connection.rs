@@ -19,6 +19,7 @@
 
 use std::io::Read;
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -80,7 +81,7 @@ pub(crate) fn serve(socket: Arc<TcpStream>, peer: SocketAddr, shared: &Shared) {
     };
     let mut ws =
         WebSocket::from_partially_read(stream, leftover, Role::Server, Some(shared.ws_config));
-    let (reason, close_frame) = read_until_done(&mut ws, id, peer);
+    let (reason, close_frame) = read_until_done(&mut ws, &outbox, id, peer, shared);
     leave.reason = reason;
 
     // Our close frame goes through the outbox, which then discards everything
@@ -133,7 +134,7 @@ fn handshake(socket: &TcpStream, outbox: &Outbox, shared: &Shared) -> Option<Vec
     let request = match handshake::read_request(socket, config.max_handshake_size, deadline) {
         Ok(Some(request)) => request,
         Ok(None) => return None,
-        Err(refusal) => return refuse(socket, outbox, &refusal),
+        Err(refusal) => return refuse(socket, outbox, &refusal, shared),
     };
     if shared.registry.len() > config.max_clients {
         let refusal = Refusal::new(
@@ -143,14 +144,15 @@ fn handshake(socket: &TcpStream, outbox: &Outbox, shared: &Shared) -> Option<Vec
                 config.max_clients
             ),
         );
-        return refuse(socket, outbox, &refusal);
+        return refuse(socket, outbox, &refusal, shared);
     }
     let context = handshake::Context {
         page_url: shared.page_url.as_deref(),
+        allowed_origins: &config.allowed_origins,
     };
     let accept_key = match handshake::check(&request.head, &context) {
         Verdict::Accept { accept_key } => accept_key,
-        Verdict::Refuse(refusal) => return refuse(socket, outbox, &refusal),
+        Verdict::Refuse(refusal) => return refuse(socket, outbox, &refusal, shared),
     };
     outbox.write(&handshake::switching_protocols(&accept_key));
     // From here on the thread may sleep in `read` for as long as the client is quiet.
@@ -159,7 +161,13 @@ fn handshake(socket: &TcpStream, outbox: &Outbox, shared: &Shared) -> Option<Vec
 }
 
 /// Sends an HTTP error and hangs up politely.
-fn refuse(socket: &TcpStream, outbox: &Outbox, refusal: &Refusal) -> Option<Vec<u8>> {
+fn refuse(
+    socket: &TcpStream,
+    outbox: &Outbox,
+    refusal: &Refusal,
+    shared: &Shared,
+) -> Option<Vec<u8>> {
+    shared.metrics.handshake_failed(refusal.status);
     if let Ok(peer) = socket.peer_addr() {
         log::debug!(
             "{peer}: handshake refused: {} {}",
@@ -177,13 +185,26 @@ fn refuse(socket: &TcpStream, outbox: &Outbox, refusal: &Refusal) -> Option<Vec<
 /// and, if the server must send one, the encoded close frame.
 fn read_until_done(
     ws: &mut WebSocket<ClientStream>,
+    outbox: &Outbox,
     id: ClientId,
     peer: SocketAddr,
+    shared: &Shared,
 ) -> (LeaveReason, Option<Vec<u8>>) {
     loop {
-        let result = match ws.read() {
+        let message = ws.read();
+        if message.is_ok() {
+            // Any frame at all proves the client is alive, for the heartbeat.
+            outbox.heard_from_client();
+        }
+        let result = match message {
             // The tutorial's message listener, made useful: echo to the sender only.
-            Ok(message @ (Message::Text(_) | Message::Binary(_))) => ws.send(message),
+            Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
+                shared
+                    .metrics
+                    .messages_echoed
+                    .fetch_add(1, Ordering::Relaxed);
+                ws.send(message)
+            }
             // The client closes: answer with its status code (tungstenite has already
             // turned a code that is not allowed into 1002), then wait for it to hang up.
             Ok(Message::Close(frame)) => {

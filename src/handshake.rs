@@ -171,6 +171,8 @@ fn find_head_end(bytes: &[u8]) -> Option<usize> {
 pub(crate) struct Context<'a> {
     /// The page's URL, to point lost HTTP clients at it; `None` if no HTTP server.
     pub(crate) page_url: Option<&'a str>,
+    /// `--allowed-origin` values; empty allows every origin.
+    pub(crate) allowed_origins: &'a [String],
 }
 
 /// Decides whether a request head is a valid WebSocket upgrade to our endpoint.
@@ -249,6 +251,14 @@ pub(crate) fn check(head: &[u8], ctx: &Context<'_>) -> Verdict {
             extra_header: Some("Sec-WebSocket-Version: 13"),
         });
     }
+    if let Some(origin) = header("Origin") {
+        if !origin_allowed(&origin, ctx.allowed_origins) {
+            return Verdict::Refuse(Refusal::new(
+                403,
+                format!("origin {origin} is not allowed to connect (see --allowed-origin)"),
+            ));
+        }
+    }
     if !is_valid_key(&key) {
         return Verdict::Refuse(Refusal::new(
             400,
@@ -258,6 +268,16 @@ pub(crate) fn check(head: &[u8], ctx: &Context<'_>) -> Verdict {
     Verdict::Accept {
         accept_key: tungstenite::handshake::derive_accept_key(key.as_bytes()),
     }
+}
+
+/// Whether a browser's `Origin` is on the list (empty list: everything is).
+/// Scheme and host are case-insensitive; a trailing slash is ignored.
+pub(crate) fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
+    let origin = origin.trim_end_matches('/');
+    allowed.is_empty()
+        || allowed
+            .iter()
+            .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
 }
 
 /// A key is 16 bytes in base64: 22 significant characters and `==`.
@@ -286,6 +306,7 @@ mod tests {
 
     const CTX: Context<'static> = Context {
         page_url: Some("http://127.0.0.1:8080/"),
+        allowed_origins: &[],
     };
 
     fn request(lines: &[&str]) -> Vec<u8> {
@@ -347,6 +368,31 @@ mod tests {
         assert!(String::from_utf8(r.to_http())
             .unwrap()
             .contains("Sec-WebSocket-Version: 13\r\n"));
+    }
+
+    #[test]
+    fn origins_outside_the_list_are_403() {
+        let allowed = ["https://example.com".to_string()];
+        let ctx = Context {
+            page_url: None,
+            allowed_origins: &allowed,
+        };
+        let mut lines = GOOD.to_vec();
+        lines.push("Origin: https://evil.example");
+        assert!(matches!(
+            check(&request(&lines), &ctx),
+            Verdict::Refuse(Refusal { status: 403, .. })
+        ));
+        *lines.last_mut().unwrap() = "Origin: HTTPS://Example.com";
+        assert!(matches!(
+            check(&request(&lines), &ctx),
+            Verdict::Accept { .. }
+        ));
+        // No Origin at all (not a browser): let through.
+        assert!(matches!(
+            check(&request(&GOOD), &ctx),
+            Verdict::Accept { .. }
+        ));
     }
 
     #[test]

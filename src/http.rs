@@ -1,5 +1,6 @@
-//! The HTTP side: the page, its script and style, and `/config.json`, served by
-//! tiny_http.
+//! The HTTP side, served by tiny_http: the page, its script and style,
+//! `/config.json` (where the page should connect), `/healthz` (200 `ok` while
+//! serving, 503 while shutting down) and `/metrics` (Prometheus text format).
 //!
 //! tiny_http accepts connections and parses requests on threads of its own; this
 //! module runs [`WORKERS`] threads (`http-1`, …) that take finished requests from it
@@ -28,6 +29,7 @@ use std::thread::{self, JoinHandle};
 
 use tiny_http::{Header, Method, Request, Response};
 
+use crate::metrics::Metrics;
 use crate::Error;
 
 /// How many threads answer requests.
@@ -46,6 +48,8 @@ pub(crate) struct Site {
     pub(crate) public_dir: Option<PathBuf>,
     /// The port WebSocket clients connect to; the page reads it from `/config.json`.
     pub(crate) ws_port: u16,
+    /// For `/metrics`, and `/healthz` (which fails once `stopping` is set).
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// The running HTTP server and its worker threads.
@@ -179,6 +183,15 @@ pub(crate) fn route(site: &Site, method: &Method, url: &str) -> Answer {
             content_type: "application/json",
             body: format!(r#"{{"ws_port":{},"ws_path":"/echo"}}"#, site.ws_port).into_bytes(),
         },
+        "/healthz" if site.metrics.stopping.load(Ordering::Relaxed) => {
+            Answer::text(503, "shutting down")
+        }
+        "/healthz" => Answer::text(200, "ok"),
+        "/metrics" => Answer {
+            status: 200,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: site.metrics.render().into_bytes(),
+        },
         _ => static_file(site, path),
     }
 }
@@ -275,6 +288,7 @@ mod tests {
         let site = Site {
             public_dir: None,
             ws_port: 1,
+            metrics: Arc::default(),
         };
         let page = route(&site, &Method::Get, "/?x=1");
         assert_eq!(page.status, 200);

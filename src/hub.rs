@@ -25,18 +25,27 @@
 //! notice per reason. So when 15,000 clients vanish at once the hub sends a few
 //! notices per window, not 15,000 × 15,000 frames.
 //!
+//! Every `--heartbeat` interval the hub also pings every client (one encoded ping
+//! frame for all) and cuts off, with reason `timeout`, each client that has sent
+//! nothing since the previous ping. Browsers answer pings by themselves.
+//!
+//! The hub sleeps in `select!` until an event, a frame, or the next deadline
+//! (presence notices due, heartbeat due): no polling.
+//!
 //! The thread ends on `Shutdown` (or when every sender is gone), after sending close
 //! 1001 "going away" to every client.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
 use tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::outbox::{Delivery, Outbox};
+use crate::metrics::Metrics;
+use crate::outbox::{clock_ms, Delivery, Outbox};
 use crate::protocol::{self, ClientId, LeaveReason};
 
 /// A message to the hub thread.
@@ -73,6 +82,16 @@ pub(crate) struct Hub {
     next_id: ClientId,
     presence: PendingPresence,
     presence_window: Duration,
+    heartbeat: Option<Heartbeat>,
+    metrics: Arc<Metrics>,
+}
+
+/// When to ping next, and when the last ping went out.
+struct Heartbeat {
+    every: Duration,
+    next: Instant,
+    /// [`clock_ms`] time of the previous ping: clients silent since then are dead.
+    last_ping_ms: Option<u64>,
 }
 
 /// Joins and leaves seen since the last notice.
@@ -85,26 +104,37 @@ struct PendingPresence {
 }
 
 impl Hub {
-    pub(crate) fn new(presence_window: Duration) -> Hub {
+    pub(crate) fn new(
+        presence_window: Duration,
+        heartbeat: Option<Duration>,
+        metrics: Arc<Metrics>,
+    ) -> Hub {
         Hub {
             clients: BTreeMap::new(),
             next_id: 1,
             presence: PendingPresence::default(),
             presence_window,
+            heartbeat: heartbeat.map(|every| Heartbeat {
+                every,
+                next: Instant::now() + every,
+                last_ping_ms: None,
+            }),
+            metrics,
         }
     }
 
     /// The hub thread's body: handle events and frames until shutdown.
     pub(crate) fn run(mut self, events_rx: Receiver<HubEvent>, frames_rx: Receiver<Vec<u8>>) {
-        // Sleep until an event or a frame arrives, or until pending presence
-        // notices are due. No polling: with nothing pending and no traffic, the
-        // thread sleeps. A disconnected channel means the server is gone.
+        // Sleep until an event or a frame arrives, or until the next deadline. A
+        // disconnected channel means the server is gone.
         let forever = Duration::from_secs(365 * 24 * 3600);
         loop {
-            let wait = self
-                .presence
-                .due
-                .map_or(forever, |due| due.saturating_duration_since(Instant::now()));
+            let next_deadline = [self.presence.due, self.heartbeat.as_ref().map(|h| h.next)]
+                .into_iter()
+                .flatten()
+                .min();
+            let wait =
+                next_deadline.map_or(forever, |d| d.saturating_duration_since(Instant::now()));
             select! {
                 recv(events_rx) -> event => match event {
                     Ok(HubEvent::Join { outbox, peer, id_tx }) => self.join(outbox, peer, &id_tx),
@@ -120,6 +150,13 @@ impl Hub {
             if self.presence.due.is_some_and(|due| Instant::now() >= due) {
                 self.send_presence();
             }
+            if self
+                .heartbeat
+                .as_ref()
+                .is_some_and(|h| Instant::now() >= h.next)
+            {
+                self.heartbeat();
+            }
         }
         self.close_all();
     }
@@ -130,12 +167,14 @@ impl Hub {
         // The welcome is the client's first frame: nothing else can reach its outbox
         // until it is in `clients`, and only this thread puts it there.
         let welcome = protocol::text_frame(protocol::welcome(id, self.clients.len() + 1));
-        if outbox.write(&welcome) != Delivery::Accepted {
+        if self.send(&outbox, &welcome) != Delivery::Accepted {
             // Gone before it was welcomed: never announce it.
             return;
         }
         log::debug!("client {id} ({peer}) joined");
         self.clients.insert(id, Client { outbox, peer });
+        self.metrics.joined.fetch_add(1, Ordering::Relaxed);
+        self.count_clients();
         self.presence.joined.push(id);
         self.schedule_presence();
         // The client's thread is waiting for this; if it has gone, its Leave follows.
@@ -145,9 +184,54 @@ impl Hub {
     fn remove(&mut self, id: ClientId, reason: LeaveReason) {
         if let Some(client) = self.clients.remove(&id) {
             log::debug!("client {id} ({}) left: {}", client.peer, reason.as_str());
+            self.metrics.left(reason);
+            self.count_clients();
             self.presence.left.push((id, reason));
             self.schedule_presence();
         }
+    }
+
+    /// Writes one frame to one client, counting it.
+    fn send(&self, outbox: &Outbox, frame: &[u8]) -> Delivery {
+        let delivery = outbox.write(frame);
+        if delivery == Delivery::Accepted {
+            self.metrics.frames_sent.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .bytes_sent
+                .fetch_add(frame.len() as u64, Ordering::Relaxed);
+        }
+        delivery
+    }
+
+    fn count_clients(&self) {
+        let count = u64::try_from(self.clients.len()).unwrap_or(u64::MAX);
+        self.metrics.clients.store(count, Ordering::Relaxed);
+    }
+
+    /// Cuts off clients silent since the previous ping, then pings everyone.
+    fn heartbeat(&mut self) {
+        let Some(heartbeat) = self.heartbeat.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        heartbeat.next = now + heartbeat.every;
+        let previous_ping = heartbeat.last_ping_ms.replace(clock_ms());
+        if let Some(previous_ping) = previous_ping {
+            let silent: Vec<ClientId> = self
+                .clients
+                .iter()
+                .filter(|(_, c)| c.outbox.last_heard_ms() < previous_ping)
+                .map(|(&id, _)| id)
+                .collect();
+            for id in silent {
+                if let Some(client) = self.clients.get(&id) {
+                    log::debug!("client {id} ({}) did not answer a ping", client.peer);
+                    client.outbox.abort(LeaveReason::Timeout);
+                }
+                self.remove(id, LeaveReason::Timeout);
+            }
+        }
+        self.broadcast(&protocol::ping_frame());
     }
 
     fn schedule_presence(&mut self) {
@@ -160,7 +244,7 @@ impl Hub {
     fn broadcast(&mut self, frame: &[u8]) {
         let mut gone = Vec::new();
         for (&id, client) in &self.clients {
-            match client.outbox.write(frame) {
+            match self.send(&client.outbox, frame) {
                 Delivery::Accepted => {}
                 Delivery::CutOff => gone.push((id, LeaveReason::TooSlow)),
                 // Closed by its own thread (a close frame went out) or failed: the
@@ -173,6 +257,7 @@ impl Hub {
         }
         for (id, reason) in gone {
             if reason == LeaveReason::TooSlow {
+                self.metrics.backlog_cutoffs.fetch_add(1, Ordering::Relaxed);
                 log::info!(
                     "client {id} cut off: its backlog passed --max-backlog (reading too slowly)"
                 );
@@ -192,11 +277,12 @@ impl Hub {
             let frame = protocol::text_frame(protocol::join(&presence.joined, count));
             let mut gone = Vec::new();
             for (&id, client) in self.clients.range(..newest) {
-                if client.outbox.write(&frame) == Delivery::CutOff {
+                if self.send(&client.outbox, &frame) == Delivery::CutOff {
                     gone.push(id);
                 }
             }
             for id in gone {
+                self.metrics.backlog_cutoffs.fetch_add(1, Ordering::Relaxed);
                 self.remove(id, LeaveReason::TooSlow);
             }
         }

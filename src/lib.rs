@@ -42,7 +42,9 @@
 //! - `outbox`: the write side of one client socket, shared by its thread and the hub.
 //! - `hub`: the thread (`hub`) that owns the set of clients and fans every broadcast out.
 //! - `ticker`: the thread (`ticker`) that publishes a tick every interval.
-//! - `http`: the tiny_http threads (`http-<n>`) that serve the page and `/config.json`.
+//! - `http`: the tiny_http threads (`http-<n>`) that serve the page, `/config.json`,
+//!   `/healthz` and `/metrics`.
+//! - `metrics`: the counters every thread bumps, rendered for Prometheus.
 //! - [`protocol`]: the JSON messages of the wire protocol, and frame encoding.
 //!
 //! # Threads and channels
@@ -69,6 +71,7 @@ mod handshake;
 mod http;
 mod hub;
 mod listener;
+mod metrics;
 mod outbox;
 pub mod protocol;
 mod server;

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use crate::hub::HubEvent;
+use crate::metrics::Metrics;
 use crate::Config;
 
 /// What the listener and every connection thread share. Built once by the server.
@@ -36,8 +37,9 @@ pub(crate) struct Shared {
     /// The page's URL, for the 400 answer to plain HTTP requests on this port.
     pub(crate) page_url: Option<String>,
     pub(crate) registry: Registry,
-    /// Set by `shutdown`; the accept loop checks it after every `accept`.
-    pub(crate) stopping: AtomicBool,
+    /// Counters; its `stopping` flag is set by `shutdown`, and the accept loop
+    /// checks it after every `accept`.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// Beyond `max_clients`, this many more connections still get a thread, only to be
@@ -50,7 +52,7 @@ pub(crate) fn run(listener: TcpListener, shared: Arc<Shared>) {
     let mut last_error_log: Option<Instant> = None;
     loop {
         let accepted = listener.accept();
-        if shared.stopping.load(Ordering::SeqCst) {
+        if shared.metrics.stopping.load(Ordering::SeqCst) {
             break;
         }
         let (socket, peer) = match accepted {
@@ -64,6 +66,7 @@ pub(crate) fn run(listener: TcpListener, shared: Arc<Shared>) {
                 continue
             }
             Err(e) => {
+                shared.metrics.accept_errors.fetch_add(1, Ordering::Relaxed);
                 // Usually "too many open files". Retrying at once would spin; wait a
                 // little for clients to leave, and say so at most once a second.
                 if last_error_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
@@ -125,6 +128,8 @@ impl Drop for Registered<'_> {
 /// Every connection whose thread is running, by connection number.
 pub(crate) struct Registry {
     inner: Mutex<RegistryInner>,
+    /// Its `connections` gauge follows the registry's size.
+    metrics: Arc<Metrics>,
     /// Signalled whenever the registry becomes empty.
     emptied: Condvar,
 }
@@ -141,8 +146,9 @@ struct Entry {
 }
 
 impl Registry {
-    pub(crate) fn new() -> Registry {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Registry {
         Registry {
+            metrics,
             inner: Mutex::new(RegistryInner {
                 next: 1,
                 live: HashMap::new(),
@@ -172,7 +178,13 @@ impl Registry {
                 handle: None,
             },
         );
+        self.count(inner.live.len());
         conn
+    }
+
+    fn count(&self, live: usize) {
+        let live = u64::try_from(live).unwrap_or(u64::MAX);
+        self.metrics.connections.store(live, Ordering::Relaxed);
     }
 
     fn set_handle(&self, conn: u64, handle: JoinHandle<()>) {
@@ -186,6 +198,7 @@ impl Registry {
     fn remove(&self, conn: u64) {
         let mut inner = self.lock();
         inner.live.remove(&conn);
+        self.count(inner.live.len());
         if inner.live.is_empty() {
             self.emptied.notify_all();
         }

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
 
-    let server = match Server::start(config) {
+    let server = match Server::start(*config) {
         Ok(server) => server,
         Err(tickcast::Error::InvalidConfig(msg)) => {
             eprintln!("tickcast: {msg}");

@@ -30,7 +30,9 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
+use std::time::Instant;
 
 use crate::protocol::LeaveReason;
 
@@ -46,6 +48,16 @@ pub(crate) struct Outbox {
     writer: Mutex<()>,
     /// Cut the client off when `pending` would grow past this many bytes.
     max_backlog: usize,
+    /// When the client last sent anything (a frame of any kind), in [`clock_ms`]
+    /// time. Written by the client's thread, read by the hub's heartbeat.
+    last_heard_ms: AtomicU64,
+}
+
+/// Milliseconds on a monotonic clock shared by every thread of the process.
+pub(crate) fn clock_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let elapsed = EPOCH.get_or_init(Instant::now).elapsed();
+    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
 }
 
 struct State {
@@ -88,7 +100,25 @@ impl Outbox {
             }),
             writer: Mutex::new(()),
             max_backlog,
+            last_heard_ms: AtomicU64::new(clock_ms()),
         }
+    }
+
+    /// Records that the client just sent something.
+    pub(crate) fn heard_from_client(&self) {
+        self.last_heard_ms.store(clock_ms(), Ordering::Relaxed);
+    }
+
+    /// When the client last sent anything, in [`clock_ms`] time.
+    pub(crate) fn last_heard_ms(&self) -> u64 {
+        self.last_heard_ms.load(Ordering::Relaxed)
+    }
+
+    /// Cuts the client off at once (closes the outbox, shuts the socket down both
+    /// ways): for a client that stopped answering, where a close frame would only
+    /// sit in a buffer nobody reads.
+    pub(crate) fn abort(&self, reason: LeaveReason) {
+        self.hang_up(&mut self.state(), reason);
     }
 
     /// Queues `bytes` (whole frames, or an HTTP response) and sends what the

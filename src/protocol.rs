@@ -144,6 +144,11 @@ pub(crate) fn close_reply(frame: Option<CloseFrame>) -> Vec<u8> {
     encode(Frame::close(frame))
 }
 
+/// Encodes an empty ping frame, sent to every client each heartbeat.
+pub(crate) fn ping_frame() -> Vec<u8> {
+    encode(Frame::ping(Vec::new()))
+}
+
 fn encode(frame: Frame) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(frame.len());
     // `format` only fails if the writer does; a Vec never does.

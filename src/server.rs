@@ -10,7 +10,7 @@
 //! clients a moment to answer, hang up on the rest, join every thread.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -20,6 +20,7 @@ use crossbeam_channel::{bounded, unbounded, Sender};
 use crate::http::{HttpServer, Site};
 use crate::hub::{Hub, HubEvent, FRAME_QUEUE};
 use crate::listener::{self, Registry, Shared};
+use crate::metrics::Metrics;
 use crate::{protocol, ticker, Config, Error};
 
 /// How long shutdown waits for clients to answer the close frame before hanging up.
@@ -79,12 +80,14 @@ impl Server {
         let ws_listener = TcpListener::bind(config.ws_addr).map_err(bind_error)?;
         let ws_addr = ws_listener.local_addr().map_err(bind_error)?;
 
+        let metrics = Arc::new(Metrics::default());
         let http = match config.http_addr {
             Some(addr) => Some(HttpServer::start(
                 addr,
                 Site {
                     public_dir: config.public_dir.clone(),
                     ws_port: ws_addr.port(),
+                    metrics: metrics.clone(),
                 },
             )?),
             None => None,
@@ -103,8 +106,8 @@ impl Server {
             config,
             ws_config,
             events_tx,
-            registry: Registry::new(),
-            stopping: AtomicBool::new(false),
+            registry: Registry::new(metrics.clone()),
+            metrics: metrics.clone(),
         });
 
         let mut server = Server {
@@ -116,12 +119,18 @@ impl Server {
             threads: Vec::new(),
         };
         // From here on an error drops `server`, which stops whatever did start.
-        let hub = Hub::new(shared.config.presence_window);
+        let hub = Hub::new(
+            shared.config.presence_window,
+            shared.config.heartbeat,
+            metrics.clone(),
+        );
         server.spawn("hub", move || hub.run(events_rx, frames_rx))?;
         if let Some(interval) = shared.config.interval {
             let (stop_tx, stop_rx) = bounded(0);
             server.stop_ticker_tx = Some(stop_tx);
-            server.spawn("ticker", move || ticker::run(interval, frames_tx, stop_rx))?;
+            server.spawn("ticker", move || {
+                ticker::run(interval, frames_tx, stop_rx, metrics)
+            })?;
         }
         server.spawn("ws-listener", move || listener::run(ws_listener, shared))?;
 
@@ -190,7 +199,7 @@ impl Server {
     }
 
     fn stop(&mut self) {
-        if self.shared.stopping.swap(true, Ordering::SeqCst) {
+        if self.shared.metrics.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
         // 1. Stop accepting: wake the listener from `accept` with a connection.

@@ -10,15 +10,23 @@
 //! wakes at once when the server drops the other end (`stop_tx`) at shutdown.
 //! It encodes each tick frame once and sends it to the hub on `frames_tx`.
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use time::OffsetDateTime;
 
+use crate::metrics::Metrics;
 use crate::protocol;
 
 /// The ticker thread's body.
-pub(crate) fn run(interval: Duration, frames_tx: Sender<Vec<u8>>, stop_rx: Receiver<()>) {
+pub(crate) fn run(
+    interval: Duration,
+    frames_tx: Sender<Vec<u8>>,
+    stop_rx: Receiver<()>,
+    metrics: Arc<Metrics>,
+) {
     let interval_ns = interval.as_nanos().max(1);
     let mut seq = 0;
     let mut next_slot = slot_after(SystemTime::now(), interval_ns);
@@ -35,6 +43,7 @@ pub(crate) fn run(interval: Duration, frames_tx: Sender<Vec<u8>>, stop_rx: Recei
             }
         }
         seq += 1;
+        metrics.tick_seq.store(seq, Ordering::Relaxed);
         let frame = protocol::text_frame(protocol::tick(seq, OffsetDateTime::now_utc()));
         if frames_tx.send(frame).is_err() {
             break;

@@ -111,3 +111,35 @@ fn over_max_clients_gets_503() {
         }
     }
 }
+
+/// With --allowed-origin, a browser from another origin gets 403; the listed
+/// origin, and clients that send no Origin, get in.
+#[test]
+fn other_origins_get_403() {
+    let server = start_with(|c| c.allowed_origins = vec!["https://good.example".into()]);
+    let version = "Sec-WebSocket-Version: 13\r\n";
+    let (status, _, body) = http_raw(
+        server.ws_addr(),
+        &upgrade(
+            "/echo",
+            &format!("{version}Origin: https://evil.example\r\n"),
+        ),
+    );
+    assert_eq!(status, 403);
+    assert!(String::from_utf8_lossy(&body).contains("--allowed-origin"));
+
+    let mut stream = crate::util::tcp(server.ws_addr());
+    std::io::Write::write_all(
+        &mut stream,
+        upgrade(
+            "/echo",
+            &format!("{version}Origin: https://good.example\r\n"),
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    std::io::Read::read_exact(&mut stream, &mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+    Client::connect(&server).welcome();
+}

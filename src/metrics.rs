@@ -1,0 +1,188 @@
+//! Counters every thread bumps, and their Prometheus text rendering for `/metrics`.
+//!
+//! One [`Metrics`] value is shared (behind an `Arc`) by the hub, the listener, every
+//! connection thread, the ticker and the HTTP workers. Every field is an atomic
+//! updated with `Relaxed` ordering: each counter is independent, and a scrape that
+//! sees one a moment before another is fine for monitoring. No thread of its own.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::protocol::LeaveReason;
+
+/// Why a handshake on the WebSocket port was refused, by HTTP status.
+const HANDSHAKE_CAUSES: [(u16, &str); 8] = [
+    (400, "bad_request"),
+    (403, "forbidden_origin"),
+    (404, "not_found"),
+    (405, "bad_method"),
+    (408, "timeout"),
+    (426, "upgrade_required"),
+    (431, "too_large"),
+    (503, "full"),
+];
+
+/// The server's counters. See the module docs.
+#[derive(Default)]
+pub(crate) struct Metrics {
+    /// Set when shutdown begins: `/healthz` answers 503 from then on.
+    pub(crate) stopping: AtomicBool,
+    /// Clients welcomed by the hub and not yet gone (the hub stores its map's size).
+    pub(crate) clients: AtomicU64,
+    /// WebSocket connections open, in their handshake or joined (set at scrape).
+    pub(crate) connections: AtomicU64,
+    pub(crate) joined: AtomicU64,
+    /// Indexed like [`LeaveReason::ALL`].
+    left: [AtomicU64; 5],
+    /// Indexed like [`HANDSHAKE_CAUSES`].
+    handshake_failures: [AtomicU64; 8],
+    /// Frames (broadcasts, presence notices, welcomes, pings) the hub wrote.
+    pub(crate) frames_sent: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
+    pub(crate) messages_echoed: AtomicU64,
+    pub(crate) backlog_cutoffs: AtomicU64,
+    pub(crate) accept_errors: AtomicU64,
+    pub(crate) tick_seq: AtomicU64,
+}
+
+impl Metrics {
+    pub(crate) fn left(&self, reason: LeaveReason) {
+        let index = LeaveReason::ALL.iter().position(|r| *r == reason);
+        if let Some(i) = index {
+            self.left[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn handshake_failed(&self, status: u16) {
+        // Every status the handshake code sends is listed; an unknown one counts
+        // as a bad request rather than vanishing.
+        let i = HANDSHAKE_CAUSES
+            .iter()
+            .position(|(s, _)| *s == status)
+            .unwrap_or(0);
+        self.handshake_failures[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition format (version 0.0.4).
+    pub(crate) fn render(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(2048);
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
+            // Writing to a String cannot fail.
+            let _ = writeln!(out, "# HELP tickcast_{name} {help}");
+            let _ = writeln!(out, "# TYPE tickcast_{name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "tickcast_{name}{labels} {value}");
+            }
+        };
+        let one = |c: &AtomicU64| [(String::new(), get(c))];
+        metric(
+            "up",
+            "gauge",
+            "1 while serving, 0 while shutting down.",
+            &[(
+                String::new(),
+                u64::from(!self.stopping.load(Ordering::Relaxed)),
+            )],
+        );
+        metric(
+            "clients",
+            "gauge",
+            "Clients connected and welcomed.",
+            &one(&self.clients),
+        );
+        metric(
+            "connections",
+            "gauge",
+            "WebSocket connections open, including those in their handshake.",
+            &one(&self.connections),
+        );
+        metric(
+            "clients_joined_total",
+            "counter",
+            "Clients welcomed since start.",
+            &one(&self.joined),
+        );
+        let left: Vec<_> = LeaveReason::ALL
+            .iter()
+            .zip(&self.left)
+            .map(|(r, c)| (format!("{{reason=\"{}\"}}", r.as_str()), get(c)))
+            .collect();
+        metric(
+            "clients_left_total",
+            "counter",
+            "Clients gone since start, by reason.",
+            &left,
+        );
+        let failures: Vec<_> = HANDSHAKE_CAUSES
+            .iter()
+            .zip(&self.handshake_failures)
+            .map(|((status, cause), c)| {
+                (format!("{{cause=\"{cause}\",status=\"{status}\"}}"), get(c))
+            })
+            .collect();
+        metric(
+            "handshake_failures_total",
+            "counter",
+            "Handshakes refused with an HTTP error, by cause.",
+            &failures,
+        );
+        metric(
+            "frames_sent_total",
+            "counter",
+            "Frames the hub wrote to clients (one per client per broadcast).",
+            &one(&self.frames_sent),
+        );
+        metric(
+            "bytes_sent_total",
+            "counter",
+            "Bytes of those frames.",
+            &one(&self.bytes_sent),
+        );
+        metric(
+            "messages_echoed_total",
+            "counter",
+            "Client messages echoed back.",
+            &one(&self.messages_echoed),
+        );
+        metric(
+            "backlog_cutoffs_total",
+            "counter",
+            "Clients cut off because their backlog passed --max-backlog.",
+            &one(&self.backlog_cutoffs),
+        );
+        metric(
+            "accept_errors_total",
+            "counter",
+            "Failed accepts on the WebSocket port (e.g. out of file descriptors).",
+            &one(&self.accept_errors),
+        );
+        metric(
+            "tick_seq",
+            "gauge",
+            "Sequence number of the latest tick.",
+            &one(&self.tick_seq),
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_with_labels() {
+        let m = Metrics::default();
+        m.left(LeaveReason::TooSlow);
+        m.handshake_failed(404);
+        m.tick_seq.store(42, Ordering::Relaxed);
+        let text = m.render();
+        assert!(text.contains("tickcast_clients_left_total{reason=\"too_slow\"} 1\n"));
+        assert!(text
+            .contains("tickcast_handshake_failures_total{cause=\"not_found\",status=\"404\"} 1\n"));
+        assert!(text.contains("tickcast_tick_seq 42\n"));
+        assert!(text.contains("tickcast_up 1\n"));
+        assert!(text.contains("# TYPE tickcast_frames_sent_total counter\n"));
+    }
+}

@@ -1,0 +1,74 @@
+//! Heartbeat: silent clients are cut off with `timeout`; answering ones stay.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use tungstenite::Message;
+
+use crate::util::{start_with, tcp, Client};
+
+/// A client that completes the handshake and then never sends a byte (a half-open
+/// connection, as far as the server can tell) is cut off as `timeout`.
+#[test]
+fn silent_client_is_cut_off_as_timeout() {
+    let server = start_with(|c| {
+        c.interval = None;
+        c.heartbeat = Some(Duration::from_millis(100));
+    });
+    let mut watcher = Client::connect(&server);
+    watcher.welcome();
+    let mut silent = tcp(server.ws_addr());
+    silent
+        .write_all(
+            b"GET /echo HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .unwrap();
+    let mut head = [0u8; 12];
+    silent.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+    let silent_id = watcher.next_of_type("join")["ids"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_u64()
+        .unwrap();
+    // The watcher answers pings (tungstenite does it while reading), so only the
+    // silent client goes.
+    let leave = watcher.next_of_type("leave");
+    assert_eq!(leave["ids"][0].as_u64(), Some(silent_id));
+    assert_eq!(leave["reason"], "timeout");
+    // The silent client's socket was shut down: it reads to the end.
+    let mut rest = Vec::new();
+    let _ = silent.read_to_end(&mut rest);
+}
+
+/// A client that answers pings stays connected across many heartbeats.
+#[test]
+fn answering_client_survives_heartbeats() {
+    let server = start_with(|c| {
+        c.interval = None;
+        c.heartbeat = Some(Duration::from_millis(50));
+    });
+    let mut client = Client::connect(&server);
+    client.welcome();
+    let mut pings = 0;
+    while pings < 6 {
+        match client.next_message() {
+            Message::Ping(_) => pings += 1,
+            other => panic!("expected pings, got {other:?}"),
+        }
+    }
+    client.send_text("still connected");
+    loop {
+        match client.next_message() {
+            Message::Text(t) => {
+                assert_eq!(t.as_str(), "still connected");
+                break;
+            }
+            Message::Ping(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
