@@ -80,3 +80,41 @@ mod ticker;
 pub use config::Config;
 pub use error::Error;
 pub use server::{Publisher, Server};
+
+/// Entry points into the parsers tickcast wrote itself, for the fuzz targets in
+/// `scripts/fuzz` and property tests. Not part of the stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::path::PathBuf;
+    use std::time::{Duration, Instant};
+
+    /// Reads a handshake request from `bytes` (as if they came off a socket) and
+    /// judges it: `Ok(())` to upgrade, `Err(status)` for an HTTP refusal, and
+    /// `Err(0)` if the bytes end before the request head does.
+    pub fn handshake(bytes: &[u8], allowed_origins: &[String]) -> Result<(), u16> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let head = match crate::handshake::read_request(bytes, 8 << 10, deadline) {
+            Ok(Some(request)) => request.head,
+            Ok(None) => return Err(0),
+            Err(refusal) => return Err(refusal.status),
+        };
+        let ctx = crate::handshake::Context {
+            page_url: Some("http://127.0.0.1:8080/"),
+            allowed_origins,
+        };
+        match crate::handshake::check(&head, &ctx) {
+            crate::handshake::Verdict::Accept { .. } => Ok(()),
+            crate::handshake::Verdict::Refuse(refusal) => Err(refusal.status),
+        }
+    }
+
+    /// Maps a URL path onto a relative file path for `--public`, or refuses it.
+    pub fn static_path(url_path: &str) -> Option<PathBuf> {
+        crate::http::safe_relative_path(url_path)
+    }
+
+    /// Whether a browser `Origin` passes an `--allowed-origin` list.
+    pub fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
+        crate::handshake::origin_allowed(origin, allowed)
+    }
+}
