@@ -1,0 +1,304 @@
+// End-to-end test of tickcast's page in a real browser.
+//
+// What it proves, one check at a time (each check counts as one test):
+//   1. the page served by the release binary connects its WebSocket (#state says
+//      "connected");
+//   2. the clock ticks (#time changes while we watch);
+//   3. echo works end to end: typing in #echo-input and pressing Enter brings back
+//      an `echo: <text>` line in #log (then a full-page screenshot is saved to
+//      target/browser/page.png);
+//   4. the page also connects when reached through the other loopback name
+//      (localhost instead of 127.0.0.1), so the WebSocket URL follows the hostname
+//      the browser used instead of a hard-coded one;
+//   5. the page raised no uncaught JavaScript error;
+//   6. the server exits with status 0 on SIGTERM (graceful shutdown).
+//
+// How: it starts the binary on port 0 for both listeners, reads the page URL the
+// server logs on stderr, and drives Debian's Chromium through playwright-core (no
+// browser download: the executable is /usr/bin/chromium, or $CHROMIUM_PATH).
+// Every wait has a timeout; nothing sleeps. On failure it prints the server's
+// stderr and exits 1. The server is always stopped, by its PID, in `finally`.
+//
+// Environment:
+//   TICKCAST_BIN   the binary to test (default: ../../target/release/tickcast)
+//   CHROMIUM_PATH  the browser (default: /usr/bin/chromium)
+//   RUST_LOG       passed to the server (default: info; the page URL is an info line)
+//
+// The last line printed is `browser: N passed, N failed` (plus `, N skipped` when
+// a check could not run because an earlier one it depends on failed).
+
+import { spawn } from "node:child_process";
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, "../..");
+const BIN = process.env.TICKCAST_BIN || path.resolve(REPO, "target/release/tickcast");
+const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+const SCREENSHOT_DIR = path.resolve(REPO, "target/browser");
+
+// Timeouts. Ticks come every 250 ms, so every wait below is generous.
+const STARTUP_TIMEOUT_MS = 10_000; // server prints its page URL
+const WAIT_TIMEOUT_MS = 10_000; // any one wait inside the page
+const SHUTDOWN_TIMEOUT_MS = 5_000; // server exits after SIGTERM
+const OVERALL_TIMEOUT_MS = 120_000; // the whole run, as a last resort
+
+const startedAt = Date.now();
+const elapsed = (since = startedAt) => `${((Date.now() - since) / 1000).toFixed(2)} s`;
+
+/** Results in order: { name, status: "pass" | "fail" | "skip", ms, error }. */
+const results = [];
+
+/**
+ * Runs one check. A check whose `needs` includes a failed or skipped check is
+ * skipped: its failure would only repeat the earlier one.
+ */
+async function check(name, needs, body) {
+  const blocked = results.find((r) => needs.includes(r.name) && r.status !== "pass");
+  if (blocked) {
+    results.push({ name, status: "skip", ms: 0, error: `needs "${blocked.name}"` });
+    console.log(`skip  ${name} (needs "${blocked.name}")`);
+    return;
+  }
+  const t0 = Date.now();
+  try {
+    await body();
+    results.push({ name, status: "pass", ms: Date.now() - t0 });
+    console.log(`ok    ${name} (${elapsed(t0)})`);
+  } catch (e) {
+    results.push({ name, status: "fail", ms: Date.now() - t0, error: e });
+    console.log(`FAIL  ${name} (${elapsed(t0)}): ${firstLine(e)}`);
+  }
+}
+
+function firstLine(e) {
+  return String(e && e.message ? e.message : e).split("\n")[0];
+}
+
+/** Rejects after `ms` with `what` in the message; the timer never keeps node alive. */
+function timeout(ms, what) {
+  return new Promise((_, reject) => {
+    setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms).unref();
+  });
+}
+
+/**
+ * Starts the server on port 0 for both listeners. Returns the child process, a
+ * getter for everything it wrote so far, and a promise of its exit status.
+ */
+function startServer() {
+  const child = spawn(
+    BIN,
+    ["--ws-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--interval", "250ms"],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info" },
+    },
+  );
+  serverForWatchdog = child;
+  let output = "";
+  child.stdout.setEncoding("utf8").on("data", (s) => (output += s));
+  child.stderr.setEncoding("utf8").on("data", (s) => (output += s));
+  const exited = new Promise((resolve) => {
+    child.on("exit", (code, signal) => resolve({ code, signal }));
+    // A missing or non-executable binary ends here, not in "exit".
+    child.on("error", (error) => resolve({ code: null, signal: null, error }));
+  });
+  return { child, output: () => output, exited };
+}
+
+/** Waits for the `page: http://...` log line and returns that URL. */
+async function pageUrl(server) {
+  const found = new Promise((resolve) => {
+    const look = () => {
+      const m = server.output().match(/page: (http:\/\/\S+)/);
+      if (m) {
+        server.child.stderr.off("data", look);
+        resolve(m[1]);
+      }
+    };
+    server.child.stderr.on("data", look);
+    look();
+  });
+  const died = server.exited.then(({ code, signal, error }) => {
+    throw new Error(
+      error
+        ? `cannot start ${BIN}: ${error.message} (build it with: cargo build --release)`
+        : `server exited before printing its page URL (code ${code}, signal ${signal})`,
+    );
+  });
+  return Promise.race([
+    found,
+    died,
+    timeout(STARTUP_TIMEOUT_MS, "server did not log `page: http://...` (is RUST_LOG at least info?)"),
+  ]);
+}
+
+/** Stops the server by its PID: SIGTERM, then wait; SIGKILL if it hangs. */
+async function stopServer(server) {
+  if (server.child.exitCode !== null || server.child.signalCode !== null) {
+    return server.exited;
+  }
+  server.child.kill("SIGTERM");
+  try {
+    return await Promise.race([server.exited, timeout(SHUTDOWN_TIMEOUT_MS, "server exit after SIGTERM")]);
+  } catch (e) {
+    server.child.kill("SIGKILL");
+    await server.exited;
+    throw e;
+  }
+}
+
+/** Waits until the page says "connected" with the "open" class. */
+async function waitConnected(page) {
+  await page.waitForFunction(
+    () => {
+      const state = document.querySelector("#state");
+      return state && state.classList.contains("open") && state.textContent.trim() === "connected";
+    },
+    null,
+    { timeout: WAIT_TIMEOUT_MS },
+  );
+}
+
+/** The same http:// or ws:// URL with 127.0.0.1 and localhost swapped. */
+function otherHostname(url) {
+  const u = new URL(url);
+  u.hostname = u.hostname === "localhost" ? "127.0.0.1" : "localhost";
+  return u.toString();
+}
+
+async function main() {
+  const server = startServer();
+  let browser = null;
+  const pageErrors = [];
+  try {
+    const url = await pageUrl(server);
+    console.log(`server: ${url} (pid ${server.child.pid}, up after ${elapsed()})`);
+
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      timeout: 30_000,
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+      ],
+    });
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: "en-US" });
+    context.setDefaultTimeout(WAIT_TIMEOUT_MS);
+    context.setDefaultNavigationTimeout(WAIT_TIMEOUT_MS);
+
+    const page = await context.newPage();
+    page.on("pageerror", (e) => pageErrors.push(`${url}: ${e.message}`));
+
+    await check("page connects", [], async () => {
+      await page.goto(url);
+      await waitConnected(page);
+    });
+
+    await check("clock ticks", ["page connects"], async () => {
+      // The first tick replaces the placeholder; a change after that is a real tick.
+      await page.waitForFunction(() => document.querySelector("#time").textContent !== "--:--:--", null, {
+        timeout: WAIT_TIMEOUT_MS,
+      });
+      const before = await page.textContent("#time");
+      await page.waitForFunction((prev) => document.querySelector("#time").textContent !== prev, before, {
+        timeout: WAIT_TIMEOUT_MS,
+      });
+    });
+
+    await check("echo round trip", ["page connects"], async () => {
+      const message = `hello from e2e ${process.pid}-${Date.now()}`;
+      await page.waitForFunction(() => !document.querySelector("#echo-send").disabled, null, {
+        timeout: WAIT_TIMEOUT_MS,
+      });
+      const box = page.locator("#echo-input");
+      await box.click();
+      await box.pressSequentially(message);
+      await box.press("Enter");
+      await page.locator("#log li.echo", { hasText: `echo: ${message}` }).waitFor();
+      await mkdir(SCREENSHOT_DIR, { recursive: true });
+      await page.screenshot({ path: path.join(SCREENSHOT_DIR, "page.png"), fullPage: true });
+    });
+
+    const otherUrl = otherHostname(url);
+    await check(`page connects via ${new URL(otherUrl).hostname}`, [], async () => {
+      const other = await context.newPage();
+      other.on("pageerror", (e) => pageErrors.push(`${otherUrl}: ${e.message}`));
+      await other.goto(otherUrl);
+      await waitConnected(other);
+      // The page must have built its WebSocket URL from the name it was loaded by:
+      // the server's WebSocket URL with the hostname swapped.
+      const wsUrl = server.output().match(/WebSocket: (ws:\/\/\S+)/);
+      if (!wsUrl) throw new Error("server did not log `WebSocket: ws://...`");
+      const expected = `connected to ${otherHostname(wsUrl[1])}`;
+      await other.locator("#log li.status", { hasText: expected }).waitFor();
+      await other.close();
+    });
+
+    await check("no uncaught page errors", [], async () => {
+      if (pageErrors.length > 0) throw new Error(pageErrors.join("; "));
+    });
+  } catch (e) {
+    // Startup failed (server or browser): no check could run.
+    results.push({ name: "start server and browser", status: "fail", ms: 0, error: e });
+    console.log(`FAIL  start server and browser: ${firstLine(e)}`);
+  } finally {
+    if (browser) {
+      await Promise.race([browser.close(), timeout(10_000, "browser close")]).catch((e) =>
+        console.log(`warning: ${firstLine(e)}`),
+      );
+    }
+    await check("server exits 0 on SIGTERM", [], async () => {
+      const { code, signal, error } = await stopServer(server);
+      if (error) throw error;
+      if (code !== 0) throw new Error(`exit code ${code}, signal ${signal}`);
+    });
+  }
+
+  const count = (status) => results.filter((r) => r.status === status).length;
+  const failed = count("fail");
+  if (failed > 0) {
+    for (const r of results.filter((r) => r.status === "fail")) {
+      console.log(`\n--- ${r.name} ---\n${r.error && r.error.stack ? r.error.stack : r.error}`);
+    }
+    console.log(`\n--- server output ---\n${server.output()}--- end of server output ---`);
+  }
+  console.log(`browser test took ${elapsed()}`);
+  const skipped = count("skip");
+  console.log(`browser: ${count("pass")} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}`);
+  return failed === 0 ? 0 : 1;
+}
+
+// Last resort against a hang the per-wait timeouts did not catch (say, the browser
+// never answering). `main`'s own `finally` cannot run in that case, so stop the
+// server here by its PID before exiting.
+let serverForWatchdog = null;
+const watchdog = setTimeout(() => {
+  console.log(`FAIL  whole run timed out after ${OVERALL_TIMEOUT_MS} ms`);
+  if (serverForWatchdog) serverForWatchdog.kill("SIGKILL");
+  console.log("browser: 0 passed, 1 failed");
+  process.exit(1);
+}, OVERALL_TIMEOUT_MS);
+watchdog.unref();
+
+main().then(
+  (code) => {
+    clearTimeout(watchdog);
+    process.exitCode = code;
+  },
+  (e) => {
+    clearTimeout(watchdog);
+    console.log(`FAIL  ${e && e.stack ? e.stack : e}`);
+    console.log("browser: 0 passed, 1 failed");
+    process.exitCode = 1;
+  },
+);
