@@ -15,7 +15,12 @@ use crate::Config;
 #[derive(Debug)]
 pub enum Command {
     /// Run a server with this configuration.
-    Run(Box<Config>),
+    Run {
+        /// The server's settings.
+        config: Box<Config>,
+        /// `--stdin`: broadcast every line of standard input.
+        publish_stdin: bool,
+    },
     /// Print [`help`] and exit.
     Help,
     /// Print the version and exit.
@@ -56,12 +61,18 @@ OPTIONS:
                                     connect; repeatable [default: every origin]
     --handshake-timeout DURATION    time to send the whole handshake request [default: 10s]
     --max-header-size BYTES         largest handshake request head; larger gets 431 [default: 8KiB]
+    --stdin                         broadcast every line of standard input as {{\"type\":\"line\",…}}
+    --flash-policy-addr ADDR        legacy Flash socket policy server, e.g. 0.0.0.0:843 [default: off]
+    --flash-policy-allow DOMAIN:PORTS
+                                    a policy rule, e.g. *.example.com:80,443; repeatable
+                                    [default: *:<the WebSocket port>]
     -h, --help                      print this help
     -V, --version                   print the version
 
 ADDR is HOST:PORT (port 0 picks a free port). BYTES is a number with an optional
 unit: B, KiB, MiB, GiB (K, M, G mean the same). Logging: RUST_LOG=debug|info|warn
-[default: info]. SIGINT or SIGTERM closes every client with 1001 and exits.",
+[default: info]. SIGINT or SIGTERM closes every client with 1001 and exits.
+Live stream in a terminal: curl -N http://127.0.0.1:8080/events",
         version = env!("CARGO_PKG_VERSION"),
         ws = d.ws_addr,
         http = d.http_addr.map_or("off".to_string(), |a| a.to_string()),
@@ -83,6 +94,7 @@ where
     I::Item: Into<OsString>,
 {
     let mut config = Config::default();
+    let mut publish_stdin = false;
     let mut args = args.into_iter().map(Into::into);
     while let Some(arg) = args.next() {
         let arg = arg
@@ -131,6 +143,15 @@ where
                 };
             }
             "--allowed-origin" => config.allowed_origins.push(value()?),
+            "--stdin" | "--publish-stdin" => publish_stdin = true,
+            "--flash-policy-addr" => {
+                config.flash_policy_addr = Some(parse_addr(&flag, &value()?)?);
+            }
+            "--flash-policy-allow" => {
+                let v = value()?;
+                crate::flash_policy::parse_allow(&v).map_err(|e| flag_error(&flag, &v, &e))?;
+                config.flash_policy_allow.push(v);
+            }
             "--handshake-timeout" => {
                 let v = value()?;
                 config.handshake_timeout =
@@ -169,7 +190,10 @@ where
             }
         }
     }
-    Ok(Command::Run(Box::new(config)))
+    Ok(Command::Run {
+        config: Box::new(config),
+        publish_stdin,
+    })
 }
 
 fn flag_error(flag: &str, value: &str, why: &str) -> UsageError {
@@ -252,7 +276,7 @@ mod tests {
 
     fn config(args: &[&str]) -> Config {
         match parse_args(args.iter().copied()) {
-            Ok(Command::Run(c)) => *c,
+            Ok(Command::Run { config, .. }) => *config,
             other => panic!("{other:?}"),
         }
     }

@@ -81,6 +81,16 @@ pub struct Config {
     /// since a non-browser client can send any value it likes.
     pub allowed_origins: Vec<String>,
 
+    /// Where to run the Flash socket policy server, or `None` (the default) for
+    /// none. The tutorial used `0.0.0.0:843`; ports below 1024 need root or
+    /// `CAP_NET_BIND_SERVICE`. When set, the WebSocket port also answers a policy
+    /// request sent to it (Flash tries the destination port when 843 is silent).
+    pub flash_policy_addr: Option<SocketAddr>,
+
+    /// `DOMAIN:PORTS` rules for the policy document (`--flash-policy-allow`), e.g.
+    /// `*.example.com:80,443`. Empty (the default) means `*` to the WebSocket port.
+    pub flash_policy_allow: Vec<String>,
+
     /// How long a new connection may take to send its whole handshake request.
     ///
     /// Default 10 s. A client that sends half a request is answered `408` and
@@ -132,6 +142,8 @@ impl Default for Config {
             max_backlog: 2 << 20,
             heartbeat: Some(Duration::from_secs(30)),
             allowed_origins: Vec::new(),
+            flash_policy_addr: None,
+            flash_policy_allow: Vec::new(),
             handshake_timeout: Duration::from_secs(10),
             max_handshake_size: 8 << 10,
             presence_window: Duration::from_millis(50),
@@ -187,6 +199,11 @@ impl Config {
                     "--allowed-origin {origin:?}: expected scheme://host[:port] as browsers \
                      send it, e.g. https://example.com or http://localhost:8080"
                 ));
+            }
+        }
+        for rule in &self.flash_policy_allow {
+            if let Err(why) = crate::flash_policy::parse_allow(rule) {
+                return invalid(format!("--flash-policy-allow {rule:?}: {why}"));
             }
         }
         if self.handshake_timeout.is_zero() {

@@ -29,8 +29,8 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role, WebSocket};
 use tungstenite::Message;
 
-use crate::handshake::{self, Refusal, Verdict};
-use crate::hub::HubEvent;
+use crate::handshake::{self, Incoming, Refusal, Verdict};
+use crate::hub::{HubEvent, Sink};
 use crate::listener::Shared;
 use crate::outbox::{ClientStream, Outbox};
 use crate::protocol::{self, ClientId, LeaveReason};
@@ -50,7 +50,7 @@ pub(crate) fn serve(socket: Arc<TcpStream>, peer: SocketAddr, shared: &Shared) {
     // Join the hub. It answers with our id once the welcome frame is written.
     let (id_tx, id_rx) = bounded(1);
     let join = HubEvent::Join {
-        outbox: outbox.clone(),
+        sink: Sink::WebSocket(outbox.clone()),
         peer,
         id_tx,
     };
@@ -132,7 +132,17 @@ fn handshake(socket: &TcpStream, outbox: &Outbox, shared: &Shared) -> Option<Vec
         return None;
     }
     let request = match handshake::read_request(socket, config.max_handshake_size, deadline) {
-        Ok(Some(request)) => request,
+        Ok(Some(Incoming::Http(request))) => request,
+        Ok(Some(Incoming::FlashPolicyRequest)) => {
+            if let Some(document) = &shared.flash_policy {
+                outbox.write(document);
+                let _ = socket.shutdown(Shutdown::Write);
+                linger(socket);
+                return None;
+            }
+            let refusal = Refusal::new(400, "a Flash policy request, but no policy is served");
+            return refuse(socket, outbox, &refusal, shared);
+        }
         Ok(None) => return None,
         Err(refusal) => return refuse(socket, outbox, &refusal, shared),
     };

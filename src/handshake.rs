@@ -88,6 +88,15 @@ fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
+/// What arrived on a new connection.
+pub(crate) enum Incoming {
+    /// An HTTP request (a WebSocket handshake, we hope).
+    Http(RequestHead),
+    /// A Flash player's `<policy-file-request/>`, sent here because port 843 did
+    /// not answer.
+    FlashPolicyRequest,
+}
+
 /// The request head and any bytes the client sent after it (a client may send its
 /// first frame without waiting for our answer; those bytes belong to the WebSocket).
 pub(crate) struct RequestHead {
@@ -107,7 +116,7 @@ pub(crate) fn read_request(
     mut socket: impl Read,
     max_size: usize,
     deadline: Instant,
-) -> Result<Option<RequestHead>, Refusal> {
+) -> Result<Option<Incoming>, Refusal> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -131,16 +140,20 @@ pub(crate) fn read_request(
         // Only the new bytes (and the 3 before them) can complete the terminator.
         let search_from = buf.len().saturating_sub(3);
         buf.extend_from_slice(&chunk[..n]);
+        let policy = crate::flash_policy::POLICY_REQUEST;
+        if buf.len() >= policy.len() && buf.starts_with(policy) {
+            return Ok(Some(Incoming::FlashPolicyRequest));
+        }
         if let Some(end) = find_head_end(&buf[search_from..]) {
             let end = search_from + end;
             if end > max_size {
                 return Err(too_large(max_size));
             }
             let leftover = buf.split_off(end);
-            return Ok(Some(RequestHead {
+            return Ok(Some(Incoming::Http(RequestHead {
                 head: buf,
                 leftover,
-            }));
+            })));
         }
         if buf.len() > max_size {
             return Err(too_large(max_size));
@@ -408,7 +421,9 @@ mod tests {
         let head_len = bytes.len();
         bytes.extend_from_slice(&[0x81, 0x80]);
         let deadline = Instant::now() + Duration::from_secs(1);
-        let got = read_request(&bytes[..], 8192, deadline).unwrap().unwrap();
+        let Some(Incoming::Http(got)) = read_request(&bytes[..], 8192, deadline).unwrap() else {
+            panic!("not an HTTP request");
+        };
         assert_eq!(got.head.len(), head_len);
         assert_eq!(got.leftover, [0x81, 0x80]);
     }

@@ -21,7 +21,7 @@
 //! public, dot-files included: point it at a folder that holds only the page.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,6 +29,7 @@ use std::thread::{self, JoinHandle};
 
 use tiny_http::{Header, Method, Request, Response};
 
+use crate::listener::Shared;
 use crate::metrics::Metrics;
 use crate::Error;
 
@@ -61,34 +62,68 @@ pub(crate) struct HttpServer {
     stopping: Arc<AtomicBool>,
 }
 
+/// How long one write to an HTTP client may block. tiny_http sets no timeouts and
+/// does not hand out its sockets, so the timeout is set on the listening socket,
+/// which every accepted socket inherits (Linux and the BSDs copy it at `accept`).
+/// It bounds how long a client that stopped reading can hold a worker or an SSE
+/// thread.
+pub(crate) const HTTP_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Binds the HTTP listener, with [`HTTP_WRITE_TIMEOUT`] on it.
+///
+/// # Errors
+///
+/// [`Error::Bind`] if the address cannot be bound.
+pub(crate) fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Error> {
+    let bind_error = |source| Error::Bind {
+        what: "HTTP",
+        addr,
+        source,
+    };
+    let listener = TcpListener::bind(addr).map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    socket2::SockRef::from(&listener)
+        .set_write_timeout(Some(HTTP_WRITE_TIMEOUT))
+        .map_err(bind_error)?;
+    Ok((listener, bound))
+}
+
 impl HttpServer {
-    /// Binds `addr` and starts the workers.
+    /// Starts tiny_http on `listener`, and the workers.
     ///
     /// # Errors
     ///
-    /// [`Error::Bind`] if the address cannot be bound, [`Error::Spawn`] if a worker
-    /// thread cannot start.
-    pub(crate) fn start(addr: SocketAddr, site: Site) -> Result<HttpServer, Error> {
-        let bind_error = |source| Error::Bind {
+    /// [`Error::Spawn`] if a worker thread cannot start.
+    pub(crate) fn start(
+        listener: TcpListener,
+        site: Site,
+        shared: Arc<Shared>,
+    ) -> Result<HttpServer, Error> {
+        let addr = listener.local_addr().map_err(|source| Error::Bind {
+            what: "HTTP",
+            addr: "0.0.0.0:0".parse().expect("a valid address"),
+            source,
+        })?;
+        let server = tiny_http::Server::from_listener(listener, None).map_err(|e| Error::Bind {
             what: "HTTP",
             addr,
-            source,
-        };
-        let listener = std::net::TcpListener::bind(addr).map_err(bind_error)?;
-        let addr = listener.local_addr().map_err(bind_error)?;
-        let server = tiny_http::Server::from_listener(listener, None)
-            .map_err(|e| bind_error(io::Error::other(e.to_string())))?;
+            source: io::Error::other(e.to_string()),
+        })?;
         let server = Arc::new(server);
         let site = Arc::new(site);
         let stopping = Arc::new(AtomicBool::new(false));
         let mut workers = Vec::with_capacity(WORKERS);
         for n in 1..=WORKERS {
             let (server, site, stopping) = (server.clone(), site.clone(), stopping.clone());
+            let shared = shared.clone();
             let name = format!("http-{n}");
             let handle = thread::Builder::new()
                 .name(name.clone())
                 .spawn(move || loop {
                     match server.recv() {
+                        Ok(request) if is_event_stream(&request) => {
+                            start_event_stream(request, &shared)
+                        }
                         Ok(request) => answer(&site, request),
                         // `unblock` at shutdown arrives as an error too.
                         Err(_) if stopping.load(Ordering::SeqCst) => break,
@@ -125,6 +160,42 @@ impl HttpServer {
         for worker in self.workers {
             let _ = worker.join();
         }
+    }
+}
+
+fn is_event_stream(request: &Request) -> bool {
+    *request.method() == Method::Get && request.url().split('?').next() == Some("/events")
+}
+
+/// Hands `GET /events` to a thread of its own (`sse-<n>`), registered like a
+/// WebSocket connection so it counts towards `--max-clients` and is joined at
+/// shutdown. The worker goes back to answering requests at once.
+fn start_event_stream(request: Request, shared: &Arc<Shared>) {
+    let config = &shared.config;
+    let full = shared.registry.len() >= config.max_clients;
+    if full || shared.metrics.stopping.load(Ordering::SeqCst) {
+        let body = format!(
+            "tickcast is full ({} clients, see --max-clients) or stopping; try again later\n",
+            config.max_clients
+        );
+        let reply = Response::from_string(body)
+            .with_status_code(503)
+            .with_header(header("Content-Type", "text/plain; charset=utf-8"));
+        let _ = request.respond(reply);
+        return;
+    }
+    let peer = request
+        .remote_addr()
+        .copied()
+        .unwrap_or_else(|| "0.0.0.0:0".parse().expect("a valid address"));
+    let thread_shared = shared.clone();
+    let spawned = shared.registry.spawn("sse", None, config, move || {
+        let writer = request.into_writer();
+        let max_backlog = thread_shared.config.max_backlog;
+        crate::sse::serve(writer, peer, &thread_shared.events_tx, max_backlog);
+    });
+    if let Err(e) = spawned {
+        log::warn!("{peer}: cannot start a thread for this SSE client: {e}");
     }
 }
 

@@ -9,31 +9,36 @@
 //!   bounded by the number of connections anyway; and when the hub stops, its
 //!   queued events are dropped, which wakes any client thread still waiting for
 //!   its id (a bounded crossbeam channel would keep them, and the thread waiting).
-//! - `frames_tx` / `frames_rx` carries encoded frames from the ticker and every
-//!   [`crate::Publisher`]. It is bounded ([`FRAME_QUEUE`]), so code that publishes
-//!   in a tight loop is slowed to the hub's pace instead of filling memory.
+//! - `frames_tx` / `frames_rx` carries [`Broadcast`]s from the ticker and every
+//!   [`crate::Publisher`], each already encoded as one WebSocket frame. It is
+//!   bounded ([`FRAME_QUEUE`]), so code that publishes in a tight loop is slowed to
+//!   the hub's pace instead of filling memory.
 //!
 //! Because one thread owns the client map, there is no lock around it and no
 //! question of who saw which client when.
 //!
-//! A broadcast arrives already encoded as one WebSocket frame; the hub writes the
-//! same bytes into every client's [`Outbox`], which never blocks. A client whose
-//! backlog overflows is cut off there and then, and announced as `too_slow`.
+//! A client is reached through its [`Sink`]: a WebSocket client's [`Outbox`], or an
+//! SSE client's [`SseSink`]. The hub writes the same bytes to every client of a
+//! kind — the WebSocket frame encoded by the publisher, the SSE event encoded here
+//! once per broadcast — and neither sink ever blocks. A client whose backlog
+//! overflows is cut off there and then, and announced as `too_slow`.
 //!
 //! Presence notices are gathered for [`Config::presence_window`](crate::Config)
 //! after the first join or leave, then sent as one `join` notice and one `leave`
 //! notice per reason. So when 15,000 clients vanish at once the hub sends a few
 //! notices per window, not 15,000 × 15,000 frames.
 //!
-//! Every `--heartbeat` interval the hub also pings every client (one encoded ping
-//! frame for all) and cuts off, with reason `timeout`, each client that has sent
-//! nothing since the previous ping. Browsers answer pings by themselves.
+//! Every `--heartbeat` interval the hub pings every WebSocket client (one encoded
+//! ping frame for all) and cuts off, with reason `timeout`, each one that has sent
+//! nothing since the previous ping; browsers answer pings by themselves. SSE
+//! clients cannot answer, so they get a `: heartbeat` comment that keeps proxies
+//! from closing the stream.
 //!
 //! The hub sleeps in `select!` until an event, a frame, or the next deadline
 //! (presence notices due, heartbeat due): no polling.
 //!
 //! The thread ends on `Shutdown` (or when every sender is gone), after sending close
-//! 1001 "going away" to every client.
+//! 1001 "going away" to every WebSocket client and ending every SSE stream.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -47,29 +52,82 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use crate::metrics::Metrics;
 use crate::outbox::{clock_ms, Delivery, Outbox};
 use crate::protocol::{self, ClientId, LeaveReason};
+use crate::sse::SseSink;
 
 /// A message to the hub thread.
 pub(crate) enum HubEvent {
-    /// A client finished its handshake. The hub assigns its id, sends it the welcome
-    /// frame, and answers on `id_tx` (a channel of capacity 1, so this never blocks).
+    /// A client is ready. The hub assigns its id, sends it the welcome, and answers
+    /// on `id_tx` (a channel of capacity 1, so this never blocks).
     Join {
-        outbox: Arc<Outbox>,
+        sink: Sink,
         peer: SocketAddr,
         id_tx: Sender<ClientId>,
     },
     /// A client's thread is ending. Ignored if the hub already removed the client
     /// (it cut it off, say).
     Leave { id: ClientId, reason: LeaveReason },
-    /// Close every client with 1001 and end the thread.
+    /// Close every client and end the thread.
     Shutdown,
 }
 
-/// How many published frames may wait for the hub before publishers block.
+/// One message for every client, as it travels to the hub.
+pub(crate) struct Broadcast {
+    /// The message as one complete WebSocket frame, encoded by the publisher.
+    pub(crate) frame: Vec<u8>,
+    /// The message text, for SSE clients.
+    pub(crate) text: String,
+    /// The SSE event name (`tick`, `line`), or `None` for a plain message.
+    pub(crate) event: Option<&'static str>,
+}
+
+impl Broadcast {
+    /// Encodes `text` once as a WebSocket text frame.
+    pub(crate) fn new(event: Option<&'static str>, text: String) -> Broadcast {
+        Broadcast {
+            frame: protocol::text_frame(text.clone()),
+            text,
+            event,
+        }
+    }
+}
+
+/// How many broadcasts may wait for the hub before publishers block.
 pub(crate) const FRAME_QUEUE: usize = 1024;
+
+/// How the hub reaches one client.
+pub(crate) enum Sink {
+    /// A WebSocket client: frames go into its outbox.
+    WebSocket(Arc<Outbox>),
+    /// A Server-Sent Events client: encoded events go to its thread.
+    Sse(SseSink),
+}
+
+/// One message in both encodings; the SSE one only exists if an SSE client does.
+struct Encoded<'a> {
+    frame: &'a [u8],
+    sse: Option<Arc<[u8]>>,
+}
+
+impl Sink {
+    fn send(&self, message: &Encoded<'_>) -> Delivery {
+        match (self, &message.sse) {
+            (Sink::WebSocket(outbox), _) => outbox.write(message.frame),
+            (Sink::Sse(sink), Some(event)) => sink.send(event),
+            (Sink::Sse(_), None) => Delivery::Accepted,
+        }
+    }
+
+    fn closed_reason(&self) -> Option<LeaveReason> {
+        match self {
+            Sink::WebSocket(outbox) => outbox.closed_reason(),
+            Sink::Sse(sink) => sink.closed_reason(),
+        }
+    }
+}
 
 /// One connected client, as the hub sees it.
 struct Client {
-    outbox: Arc<Outbox>,
+    sink: Sink,
     /// For log lines only.
     peer: SocketAddr,
 }
@@ -80,6 +138,11 @@ pub(crate) struct Hub {
     /// "everyone who joined before the newest client" a range.
     clients: BTreeMap<ClientId, Client>,
     next_id: ClientId,
+    /// How many of `clients` are SSE clients: with none, no SSE encoding is done.
+    sse_clients: usize,
+    /// The `id:` of the next SSE event. Counts every broadcast, so ids go up by one
+    /// per event whether or not SSE clients were there to see it.
+    next_event_id: u64,
     presence: PendingPresence,
     presence_window: Duration,
     heartbeat: Option<Heartbeat>,
@@ -112,6 +175,8 @@ impl Hub {
         Hub {
             clients: BTreeMap::new(),
             next_id: 1,
+            sse_clients: 0,
+            next_event_id: 1,
             presence: PendingPresence::default(),
             presence_window,
             heartbeat: heartbeat.map(|every| Heartbeat {
@@ -123,10 +188,10 @@ impl Hub {
         }
     }
 
-    /// The hub thread's body: handle events and frames until shutdown.
-    pub(crate) fn run(mut self, events_rx: Receiver<HubEvent>, frames_rx: Receiver<Vec<u8>>) {
-        // Sleep until an event or a frame arrives, or until the next deadline. A
-        // disconnected channel means the server is gone.
+    /// The hub thread's body: handle events and broadcasts until shutdown.
+    pub(crate) fn run(mut self, events_rx: Receiver<HubEvent>, frames_rx: Receiver<Broadcast>) {
+        // Sleep until an event or a broadcast arrives, or until the next deadline.
+        // A disconnected channel means the server is gone.
         let forever = Duration::from_secs(365 * 24 * 3600);
         loop {
             let next_deadline = [self.presence.due, self.heartbeat.as_ref().map(|h| h.next)]
@@ -137,12 +202,12 @@ impl Hub {
                 next_deadline.map_or(forever, |d| d.saturating_duration_since(Instant::now()));
             select! {
                 recv(events_rx) -> event => match event {
-                    Ok(HubEvent::Join { outbox, peer, id_tx }) => self.join(outbox, peer, &id_tx),
+                    Ok(HubEvent::Join { sink, peer, id_tx }) => self.join(sink, peer, &id_tx),
                     Ok(HubEvent::Leave { id, reason }) => self.remove(id, reason),
                     Ok(HubEvent::Shutdown) | Err(_) => break,
                 },
-                recv(frames_rx) -> frame => match frame {
-                    Ok(frame) => self.broadcast(&frame),
+                recv(frames_rx) -> broadcast => match broadcast {
+                    Ok(b) => self.broadcast(&b.frame, b.event, &b.text),
                     Err(_) => break,
                 },
                 default(wait) => {}
@@ -161,18 +226,25 @@ impl Hub {
         self.close_all();
     }
 
-    fn join(&mut self, outbox: Arc<Outbox>, peer: SocketAddr, id_tx: &Sender<ClientId>) {
+    fn join(&mut self, sink: Sink, peer: SocketAddr, id_tx: &Sender<ClientId>) {
         let id = self.next_id;
         self.next_id += 1;
-        // The welcome is the client's first frame: nothing else can reach its outbox
+        // The welcome is the client's first message: nothing else can reach its sink
         // until it is in `clients`, and only this thread puts it there.
-        let welcome = protocol::text_frame(protocol::welcome(id, self.clients.len() + 1));
-        if self.send(&outbox, &welcome) != Delivery::Accepted {
+        let text = protocol::welcome(id, self.clients.len() + 1);
+        let welcome = Encoded {
+            frame: &protocol::text_frame(text.clone()),
+            sse: matches!(sink, Sink::Sse(_)).then(|| self.sse_event(Some("welcome"), &text)),
+        };
+        if self.send(&sink, &welcome) != Delivery::Accepted {
             // Gone before it was welcomed: never announce it.
             return;
         }
         log::debug!("client {id} ({peer}) joined");
-        self.clients.insert(id, Client { outbox, peer });
+        if matches!(sink, Sink::Sse(_)) {
+            self.sse_clients += 1;
+        }
+        self.clients.insert(id, Client { sink, peer });
         self.metrics.joined.fetch_add(1, Ordering::Relaxed);
         self.count_clients();
         self.presence.joined.push(id);
@@ -184,6 +256,11 @@ impl Hub {
     fn remove(&mut self, id: ClientId, reason: LeaveReason) {
         if let Some(client) = self.clients.remove(&id) {
             log::debug!("client {id} ({}) left: {}", client.peer, reason.as_str());
+            if let Sink::Sse(sink) = &client.sink {
+                // Dropping the sink below ends the stream; say why first.
+                sink.close(reason);
+                self.sse_clients -= 1;
+            }
             self.metrics.left(reason);
             self.count_clients();
             self.presence.left.push((id, reason));
@@ -191,14 +268,18 @@ impl Hub {
         }
     }
 
-    /// Writes one frame to one client, counting it.
-    fn send(&self, outbox: &Outbox, frame: &[u8]) -> Delivery {
-        let delivery = outbox.write(frame);
+    /// Writes one message to one client, counting it.
+    fn send(&self, sink: &Sink, message: &Encoded<'_>) -> Delivery {
+        let delivery = sink.send(message);
         if delivery == Delivery::Accepted {
+            let len = match (sink, &message.sse) {
+                (Sink::Sse(_), Some(event)) => event.len(),
+                _ => message.frame.len(),
+            };
             self.metrics.frames_sent.fetch_add(1, Ordering::Relaxed);
             self.metrics
                 .bytes_sent
-                .fetch_add(frame.len() as u64, Ordering::Relaxed);
+                .fetch_add(len as u64, Ordering::Relaxed);
         }
         delivery
     }
@@ -208,30 +289,43 @@ impl Hub {
         self.metrics.clients.store(count, Ordering::Relaxed);
     }
 
-    /// Cuts off clients silent since the previous ping, then pings everyone.
+    /// Encodes an SSE event with the next id.
+    fn sse_event(&mut self, event: Option<&str>, text: &str) -> Arc<[u8]> {
+        let id = self.next_event_id;
+        self.next_event_id += 1;
+        crate::sse::chunk(&protocol::sse_event(id, event, text))
+    }
+
+    /// Cuts off WebSocket clients silent since the previous ping, then pings
+    /// everyone (SSE clients get a comment instead).
     fn heartbeat(&mut self) {
         let Some(heartbeat) = self.heartbeat.as_mut() else {
             return;
         };
-        let now = Instant::now();
-        heartbeat.next = now + heartbeat.every;
+        heartbeat.next = Instant::now() + heartbeat.every;
         let previous_ping = heartbeat.last_ping_ms.replace(clock_ms());
         if let Some(previous_ping) = previous_ping {
             let silent: Vec<ClientId> = self
                 .clients
                 .iter()
-                .filter(|(_, c)| c.outbox.last_heard_ms() < previous_ping)
-                .map(|(&id, _)| id)
+                .filter_map(|(&id, c)| match &c.sink {
+                    Sink::WebSocket(outbox) if outbox.last_heard_ms() < previous_ping => {
+                        log::debug!("client {id} ({}) did not answer a ping", c.peer);
+                        outbox.abort(LeaveReason::Timeout);
+                        Some(id)
+                    }
+                    _ => None,
+                })
                 .collect();
             for id in silent {
-                if let Some(client) = self.clients.get(&id) {
-                    log::debug!("client {id} ({}) did not answer a ping", client.peer);
-                    client.outbox.abort(LeaveReason::Timeout);
-                }
                 self.remove(id, LeaveReason::Timeout);
             }
         }
-        self.broadcast(&protocol::ping_frame());
+        let ping = Encoded {
+            frame: &protocol::ping_frame(),
+            sse: Some(crate::sse::chunk(": heartbeat\n\n")),
+        };
+        self.send_to_all(&ping);
     }
 
     fn schedule_presence(&mut self) {
@@ -240,17 +334,26 @@ impl Hub {
         }
     }
 
-    /// Writes one frame to every client; cuts off the ones that cannot keep up.
-    fn broadcast(&mut self, frame: &[u8]) {
+    /// Sends one message to every client, both encodings made once.
+    fn broadcast(&mut self, frame: &[u8], event: Option<&str>, text: &str) {
+        let sse = (self.sse_clients > 0).then(|| self.sse_event(event, text));
+        if sse.is_none() {
+            self.next_event_id += 1;
+        }
+        self.send_to_all(&Encoded { frame, sse });
+    }
+
+    /// Writes to every client; cuts off the ones that cannot keep up.
+    fn send_to_all(&mut self, message: &Encoded<'_>) {
         let mut gone = Vec::new();
         for (&id, client) in &self.clients {
-            match self.send(&client.outbox, frame) {
+            match self.send(&client.sink, message) {
                 Delivery::Accepted => {}
                 Delivery::CutOff => gone.push((id, LeaveReason::TooSlow)),
                 // Closed by its own thread (a close frame went out) or failed: the
-                // outbox knows why.
+                // sink knows why.
                 Delivery::Failed | Delivery::Closed => {
-                    let reason = client.outbox.closed_reason();
+                    let reason = client.sink.closed_reason();
                     gone.push((id, reason.unwrap_or(LeaveReason::Dropped)));
                 }
             }
@@ -269,15 +372,19 @@ impl Hub {
     /// Sends the gathered join and leave notices.
     fn send_presence(&mut self) {
         let presence = std::mem::take(&mut self.presence);
-        let count = self.clients.len();
         if let Some(&newest) = presence.joined.last() {
             // Everyone who can learn something from the notice hears it: all but the
             // newest client, which learned the count from its welcome. A client that
             // joined earlier in the same window finds its own id in the list too.
-            let frame = protocol::text_frame(protocol::join(&presence.joined, count));
+            let text = protocol::join(&presence.joined, self.clients.len());
+            let sse = (self.sse_clients > 0).then(|| self.sse_event(Some("join"), &text));
+            let message = Encoded {
+                frame: &protocol::text_frame(text),
+                sse,
+            };
             let mut gone = Vec::new();
             for (&id, client) in self.clients.range(..newest) {
-                if self.send(&client.outbox, &frame) == Delivery::CutOff {
+                if self.send(&client.sink, &message) == Delivery::CutOff {
                     gone.push(id);
                 }
             }
@@ -294,20 +401,27 @@ impl Hub {
                 .map(|(id, _)| *id)
                 .collect();
             if !ids.is_empty() {
-                let count = self.clients.len();
-                self.broadcast(&protocol::text_frame(protocol::leave(&ids, count, reason)));
+                let text = protocol::leave(&ids, self.clients.len(), reason);
+                self.broadcast(&protocol::text_frame(text.clone()), Some("leave"), &text);
             }
         }
     }
 
-    /// Shutdown: close 1001 to everyone. Each client's thread sees the peer's close
-    /// reply (or end of stream) and ends.
+    /// Shutdown: close 1001 to every WebSocket client, and the end of every SSE
+    /// stream. Each client's thread sees the peer's answer (or end of stream) and
+    /// ends.
     fn close_all(&mut self) {
         let frame = protocol::close_frame(CloseCode::Away, "server shutting down");
         for client in self.clients.values() {
-            client.outbox.close(LeaveReason::Shutdown, &frame);
+            match &client.sink {
+                Sink::WebSocket(outbox) => {
+                    outbox.close(LeaveReason::Shutdown, &frame);
+                }
+                Sink::Sse(sink) => sink.close(LeaveReason::Shutdown),
+            }
         }
         log::debug!("hub closed {} clients and stopped", self.clients.len());
+        // Dropping the SSE sinks wakes their threads.
         self.clients.clear();
     }
 }

@@ -45,6 +45,9 @@
 //! - `http`: the tiny_http threads (`http-<n>`) that serve the page, `/config.json`,
 //!   `/healthz` and `/metrics`.
 //! - `metrics`: the counters every thread bumps, rendered for Prometheus.
+//! - `sse`: Server-Sent Events (`GET /events`): one thread (`sse-<n>`) per stream.
+//! - [`publish_lines`]: broadcasts the lines of a pipe (`tickcast --stdin`).
+//! - [`flash_policy`]: the legacy Flash socket policy server (`flash-*` threads).
 //! - [`protocol`]: the JSON messages of the wire protocol, and frame encoding.
 //!
 //! # Threads and channels
@@ -67,18 +70,22 @@ pub mod cli;
 pub mod config;
 mod connection;
 mod error;
+pub mod flash_policy;
 mod handshake;
 mod http;
 mod hub;
+mod lines;
 mod listener;
 mod metrics;
 mod outbox;
 pub mod protocol;
 mod server;
+mod sse;
 mod ticker;
 
 pub use config::Config;
 pub use error::Error;
+pub use lines::{publish_lines, LinesPublished};
 pub use server::{Publisher, Server};
 
 /// Entry points into the parsers tickcast wrote itself, for the fuzz targets in
@@ -94,7 +101,9 @@ pub mod fuzzing {
     pub fn handshake(bytes: &[u8], allowed_origins: &[String]) -> Result<(), u16> {
         let deadline = Instant::now() + Duration::from_secs(60);
         let head = match crate::handshake::read_request(bytes, 8 << 10, deadline) {
-            Ok(Some(request)) => request.head,
+            Ok(Some(crate::handshake::Incoming::Http(request))) => request.head,
+            // Only answered when a policy server is configured; refused otherwise.
+            Ok(Some(crate::handshake::Incoming::FlashPolicyRequest)) => return Err(400),
             Ok(None) => return Err(0),
             Err(refusal) => return Err(refusal.status),
         };

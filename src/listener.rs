@@ -36,7 +36,10 @@ pub(crate) struct Shared {
     pub(crate) events_tx: Sender<HubEvent>,
     /// The page's URL, for the 400 answer to plain HTTP requests on this port.
     pub(crate) page_url: Option<String>,
-    pub(crate) registry: Registry,
+    /// The Flash policy document, if `--flash-policy-addr` is set: the WebSocket
+    /// port answers an in-band policy request with it too.
+    pub(crate) flash_policy: Option<Arc<[u8]>>,
+    pub(crate) registry: Arc<Registry>,
     /// Counters; its `stopping` flag is set by `shutdown`, and the accept loop
     /// checks it after every `accept`.
     pub(crate) metrics: Arc<Metrics>,
@@ -88,26 +91,15 @@ pub(crate) fn run(listener: TcpListener, shared: Arc<Shared>) {
         #[cfg(not(unix))]
         let _ = socket.set_write_timeout(Some(crate::outbox::FALLBACK_WRITE_TIMEOUT));
         let socket = Arc::new(socket);
-        let conn = shared.registry.add(socket.clone());
         let thread_shared = shared.clone();
-        let spawned = thread::Builder::new()
-            .name(format!("ws-{conn}"))
-            .stack_size(shared.config.client_stack_size)
-            .spawn(move || {
-                // Deregister on every way out, a panic included, so a bug in one
-                // connection cannot leak a registry entry or block shutdown.
-                let _registered = Registered {
-                    registry: &thread_shared.registry,
-                    conn,
-                };
-                crate::connection::serve(socket, peer, &thread_shared);
-            });
-        match spawned {
-            Ok(handle) => shared.registry.set_handle(conn, handle),
-            Err(e) => {
-                log::warn!("{peer}: cannot start a thread for this client: {e}");
-                shared.registry.remove(conn);
-            }
+        let spawned =
+            shared
+                .registry
+                .spawn("ws", Some(socket.clone()), &shared.config, move || {
+                    crate::connection::serve(socket, peer, &thread_shared);
+                });
+        if let Err(e) = spawned {
+            log::warn!("{peer}: cannot start a thread for this client: {e}");
         }
     }
     log::debug!("listener stopped");
@@ -140,7 +132,9 @@ struct RegistryInner {
 }
 
 struct Entry {
-    socket: Arc<TcpStream>,
+    /// The socket, for WebSocket connections; SSE streams live inside tiny_http
+    /// and are ended through the hub instead.
+    socket: Option<Arc<TcpStream>>,
     /// Filled in right after the spawn; `None` for a moment before.
     handle: Option<JoinHandle<()>>,
 }
@@ -167,7 +161,47 @@ impl Registry {
         self.lock().live.len()
     }
 
-    fn add(&self, socket: Arc<TcpStream>) -> u64 {
+    /// Registers a connection and starts its thread (`<prefix>-<n>`, with the
+    /// client stack size) running `body`. The thread removes its own entry when
+    /// it ends, however it ends.
+    ///
+    /// # Errors
+    ///
+    /// The OS refused the thread; nothing stays registered.
+    pub(crate) fn spawn(
+        self: &Arc<Self>,
+        prefix: &str,
+        socket: Option<Arc<TcpStream>>,
+        config: &Config,
+        body: impl FnOnce() + Send + 'static,
+    ) -> io::Result<()> {
+        let conn = self.add(socket);
+        let registry = self.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("{prefix}-{conn}"))
+            .stack_size(config.client_stack_size)
+            .spawn(move || {
+                // Deregister on every way out, a panic included, so a bug in one
+                // connection cannot leak a registry entry or block shutdown.
+                let _registered = Registered {
+                    registry: &registry,
+                    conn,
+                };
+                body();
+            });
+        match spawned {
+            Ok(handle) => {
+                self.set_handle(conn, handle);
+                Ok(())
+            }
+            Err(e) => {
+                self.remove(conn);
+                Err(e)
+            }
+        }
+    }
+
+    fn add(&self, socket: Option<Arc<TcpStream>>) -> u64 {
         let mut inner = self.lock();
         let conn = inner.next;
         inner.next += 1;
@@ -219,8 +253,8 @@ impl Registry {
     pub(crate) fn abort_all_and_join(&self) {
         let handles: Vec<JoinHandle<()>> = {
             let mut inner = self.lock();
-            for entry in inner.live.values() {
-                let _ = entry.socket.shutdown(Shutdown::Both);
+            for socket in inner.live.values().filter_map(|e| e.socket.as_ref()) {
+                let _ = socket.shutdown(Shutdown::Both);
             }
             inner
                 .live

@@ -7,8 +7,11 @@ use tickcast::cli::{self, Command};
 use tickcast::Server;
 
 fn main() -> ExitCode {
-    let config = match cli::parse_args(std::env::args_os().skip(1)) {
-        Ok(Command::Run(config)) => config,
+    let (config, publish_stdin) = match cli::parse_args(std::env::args_os().skip(1)) {
+        Ok(Command::Run {
+            config,
+            publish_stdin,
+        }) => (config, publish_stdin),
         Ok(Command::Help) => {
             println!("{}", cli::help());
             return ExitCode::SUCCESS;
@@ -23,6 +26,9 @@ fn main() -> ExitCode {
         }
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // Catch SIGINT/SIGTERM before the server announces itself: a script that
+    // stops it as soon as it sees the URL must still get a graceful shutdown.
+    let stop_signals = StopSignals::install();
 
     let server = match Server::start(*config) {
         Ok(server) => server,
@@ -35,33 +41,87 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    wait_for_stop_signal();
+    if publish_stdin {
+        start_stdin_publisher(&server);
+    }
+    stop_signals.wait();
     log::info!("stopping: closing every client with 1001");
     server.shutdown();
     ExitCode::SUCCESS
 }
 
-/// Blocks until SIGINT (Ctrl-C) or SIGTERM arrives.
-#[cfg(unix)]
-fn wait_for_stop_signal() {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
-        Ok(mut signals) => {
-            signals.forever().next();
-        }
-        Err(e) => {
-            log::warn!("cannot handle SIGINT/SIGTERM ({e}); stop with kill -9");
-            loop {
-                std::thread::park();
+/// The longest line taken from standard input; longer lines are cut.
+const MAX_LINE: usize = 64 << 10;
+
+/// Broadcasts every line of standard input from a thread of its own (`stdin`).
+/// End of input leaves the server running, as `tail -f … | tickcast --stdin` users
+/// expect when the producer restarts.
+fn start_stdin_publisher(server: &Server) {
+    let publisher = server.publisher();
+    let spawned = std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let stdin = std::io::stdin().lock();
+            match tickcast::publish_lines(stdin, &publisher, MAX_LINE) {
+                Ok(done) => log::info!(
+                    "end of standard input after {} lines ({} had invalid UTF-8, replaced); \
+                     still serving",
+                    done.lines,
+                    done.invalid_utf8
+                ),
+                Err(e) => log::warn!("reading standard input failed: {e}; still serving"),
             }
+        });
+    if let Err(e) = spawned {
+        log::warn!("cannot read standard input: {e}");
+    }
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM, caught so they stop the server gracefully.
+#[cfg(unix)]
+struct StopSignals(Option<signal_hook::iterator::Signals>);
+
+#[cfg(unix)]
+impl StopSignals {
+    fn install() -> StopSignals {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+            Ok(signals) => StopSignals(Some(signals)),
+            Err(e) => {
+                log::warn!(
+                    "cannot handle SIGINT/SIGTERM ({e}); they will stop the server abruptly"
+                );
+                StopSignals(None)
+            }
+        }
+    }
+
+    /// Blocks until one of the signals arrives.
+    fn wait(self) {
+        match self.0 {
+            Some(mut signals) => {
+                signals.forever().next();
+            }
+            None => loop {
+                std::thread::park();
+            },
         }
     }
 }
 
 /// Without Unix signals, Ctrl-C ends the process at once (no graceful close).
 #[cfg(not(unix))]
-fn wait_for_stop_signal() {
-    loop {
-        std::thread::park();
+struct StopSignals;
+
+#[cfg(not(unix))]
+impl StopSignals {
+    fn install() -> StopSignals {
+        StopSignals
+    }
+
+    fn wait(self) {
+        loop {
+            std::thread::park();
+        }
     }
 }

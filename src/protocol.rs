@@ -92,6 +92,49 @@ pub fn leave(ids: &[ClientId], clients: usize, reason: LeaveReason) -> String {
     )
 }
 
+/// `{"type":"line","text":"…"}`: one line of the server's standard input
+/// (`tickcast --stdin`).
+pub fn line(text: &str) -> String {
+    format!(r#"{{"type":"line","text":{}}}"#, json_string(text))
+}
+
+/// `text` as a JSON string literal, quotes included.
+pub fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                // Writing to a String cannot fail.
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// One Server-Sent Events message: `id`, an optional `event` name, and the text as
+/// `data` (one `data:` line per line of text, as the SSE format requires).
+pub fn sse_event(id: u64, event: Option<&str>, text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 40);
+    let _ = writeln!(out, "id: {id}");
+    if let Some(event) = event {
+        let _ = writeln!(out, "event: {event}");
+    }
+    for line in text.split('\n') {
+        let _ = writeln!(out, "data: {}", line.trim_end_matches('\r'));
+    }
+    out.push('\n');
+    out
+}
+
 fn id_list(ids: &[ClientId]) -> String {
     let mut out = String::with_capacity(ids.len() * 6);
     for (i, id) in ids.iter().enumerate() {
@@ -178,6 +221,21 @@ mod tests {
             leave(&[7], 3, LeaveReason::TooSlow),
             r#"{"type":"leave","ids":[7],"clients":3,"reason":"too_slow"}"#
         );
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("a\"b\\c\n\u{1}é"), r#""a\"b\\c\n\u0001é""#);
+        assert_eq!(line("x"), r#"{"type":"line","text":"x"}"#);
+    }
+
+    #[test]
+    fn sse_events_split_lines_into_data_fields() {
+        assert_eq!(
+            sse_event(7, Some("tick"), "{}"),
+            "id: 7\nevent: tick\ndata: {}\n\n"
+        );
+        assert_eq!(sse_event(8, None, "a\nb"), "id: 8\ndata: a\ndata: b\n\n");
     }
 
     #[test]

@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, unbounded, Sender};
 
+use crate::flash_policy::{self, FlashPolicyServer};
 use crate::http::{HttpServer, Site};
-use crate::hub::{Hub, HubEvent, FRAME_QUEUE};
+use crate::hub::{Broadcast, Hub, HubEvent, FRAME_QUEUE};
 use crate::listener::{self, Registry, Shared};
 use crate::metrics::Metrics;
 use crate::{protocol, ticker, Config, Error};
@@ -30,9 +31,10 @@ const CLOSE_GRACE: Duration = Duration::from_millis(1000);
 pub struct Server {
     ws_addr: SocketAddr,
     http: Option<HttpServer>,
+    flash: Option<FlashPolicyServer>,
     shared: Arc<Shared>,
     /// Encoded frames to the hub; cloned into every [`Publisher`].
-    frames_tx: Sender<Vec<u8>>,
+    frames_tx: Sender<Broadcast>,
     /// Dropping this wakes the ticker, which then ends.
     stop_ticker_tx: Option<Sender<()>>,
     /// `hub`, `ticker`, `ws-listener`, in the order they are joined at shutdown.
@@ -42,24 +44,40 @@ pub struct Server {
 /// A cloneable handle for broadcasting your own messages to every client.
 ///
 /// Each message is encoded into one WebSocket frame on the calling thread, then the
-/// hub writes that frame to every connected client, next to the ticks.
+/// hub writes that frame to every connected client, next to the ticks (SSE clients
+/// get it as an unnamed event, which `EventSource.onmessage` receives).
 #[derive(Clone)]
 pub struct Publisher {
-    frames_tx: Sender<Vec<u8>>,
+    frames_tx: Sender<Broadcast>,
 }
 
 impl Publisher {
     /// Sends `text` as one text frame to every connected client.
     ///
-    /// Blocks only if the hub is a thousand frames behind, which slows a runaway
+    /// Blocks only if the hub is a thousand messages behind, which slows a runaway
     /// publisher to the hub's pace.
     ///
     /// # Errors
     ///
     /// [`Error::Stopped`] once the server has shut down.
     pub fn publish_text(&self, text: impl Into<String>) -> Result<(), Error> {
-        let frame = protocol::text_frame(text);
-        self.frames_tx.send(frame).map_err(|_| Error::Stopped)
+        self.publish(None, text.into())
+    }
+
+    /// Sends `{"type":"line","text":…}` to every client: one line of a log or a
+    /// pipe, JSON-escaped (SSE event name `line`). See [`crate::publish_lines`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Stopped`] once the server has shut down.
+    pub fn publish_line(&self, line: &str) -> Result<(), Error> {
+        self.publish(Some("line"), protocol::line(line))
+    }
+
+    fn publish(&self, event: Option<&'static str>, text: String) -> Result<(), Error> {
+        self.frames_tx
+            .send(Broadcast::new(event, text))
+            .map_err(|_| Error::Stopped)
     }
 }
 
@@ -80,18 +98,23 @@ impl Server {
         let ws_listener = TcpListener::bind(config.ws_addr).map_err(bind_error)?;
         let ws_addr = ws_listener.local_addr().map_err(bind_error)?;
 
-        let metrics = Arc::new(Metrics::default());
-        let http = match config.http_addr {
-            Some(addr) => Some(HttpServer::start(
-                addr,
-                Site {
-                    public_dir: config.public_dir.clone(),
-                    ws_port: ws_addr.port(),
-                    metrics: metrics.clone(),
-                },
-            )?),
+        let http_listener = match config.http_addr {
+            Some(addr) => Some(crate::http::bind(addr)?),
             None => None,
         };
+        let http_addr = http_listener.as_ref().map(|(_, addr)| *addr);
+        let metrics = Arc::new(Metrics::default());
+        let flash_policy: Option<Arc<[u8]>> = config.flash_policy_addr.map(|_| {
+            let mut rules: Vec<(String, String)> = config
+                .flash_policy_allow
+                .iter()
+                .filter_map(|rule| flash_policy::parse_allow(rule).ok())
+                .collect();
+            if rules.is_empty() {
+                rules.push(("*".into(), ws_addr.port().to_string()));
+            }
+            flash_policy::policy_document(&rules).into()
+        });
 
         let (events_tx, events_rx) = unbounded();
         let (frames_tx, frames_rx) = bounded(FRAME_QUEUE);
@@ -102,18 +125,20 @@ impl Server {
             .max_message_size(Some(config.max_message_size))
             .max_frame_size(Some(config.max_message_size));
         let shared = Arc::new(Shared {
-            page_url: http.as_ref().map(|h| url("http", h.addr(), "/")),
+            page_url: http_addr.map(|addr| url("http", addr, "/")),
+            flash_policy: flash_policy.clone(),
             config,
             ws_config,
             events_tx,
-            registry: Registry::new(metrics.clone()),
+            registry: Arc::new(Registry::new(metrics.clone())),
             metrics: metrics.clone(),
         });
 
         let mut server = Server {
             ws_addr,
             frames_tx: frames_tx.clone(),
-            http,
+            http: None,
+            flash: None,
             shared: shared.clone(),
             stop_ticker_tx: None,
             threads: Vec::new(),
@@ -128,9 +153,21 @@ impl Server {
         if let Some(interval) = shared.config.interval {
             let (stop_tx, stop_rx) = bounded(0);
             server.stop_ticker_tx = Some(stop_tx);
+            let metrics = metrics.clone();
             server.spawn("ticker", move || {
                 ticker::run(interval, frames_tx, stop_rx, metrics)
             })?;
+        }
+        if let (Some(addr), Some(document)) = (shared.config.flash_policy_addr, &flash_policy) {
+            server.flash = Some(FlashPolicyServer::start(addr, document.to_vec())?);
+        }
+        if let Some((listener, _)) = http_listener {
+            let site = Site {
+                public_dir: shared.config.public_dir.clone(),
+                ws_port: ws_addr.port(),
+                metrics: metrics.clone(),
+            };
+            server.http = Some(HttpServer::start(listener, site, shared.clone())?);
         }
         server.spawn("ws-listener", move || listener::run(ws_listener, shared))?;
 
@@ -175,6 +212,11 @@ impl Server {
     /// `http://…/`, the page, or `None` without an HTTP server.
     pub fn page_url(&self) -> Option<String> {
         self.http_addr().map(|addr| url("http", addr, "/"))
+    }
+
+    /// The address the Flash policy server bound, if `flash_policy_addr` was set.
+    pub fn flash_policy_addr(&self) -> Option<SocketAddr> {
+        self.flash.as_ref().map(FlashPolicyServer::addr)
     }
 
     /// A handle for broadcasting your own text messages to every client.
@@ -224,7 +266,10 @@ impl Server {
             );
         }
         self.shared.registry.abort_all_and_join();
-        // 5. The page.
+        // 5. The Flash policy server and the page.
+        if let Some(flash) = self.flash.take() {
+            flash.shutdown();
+        }
         if let Some(http) = self.http.take() {
             http.shutdown();
         }
@@ -244,7 +289,7 @@ fn url(scheme: &str, addr: SocketAddr, path: &str) -> String {
     format!("{scheme}://{}{path}", connectable(addr))
 }
 
-fn connectable(addr: SocketAddr) -> SocketAddr {
+pub(crate) fn connectable(addr: SocketAddr) -> SocketAddr {
     match addr {
         SocketAddr::V4(a) if a.ip().is_unspecified() => (Ipv4Addr::LOCALHOST, a.port()).into(),
         SocketAddr::V6(a) if a.ip().is_unspecified() => (Ipv6Addr::LOCALHOST, a.port()).into(),

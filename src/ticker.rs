@@ -17,13 +17,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use time::OffsetDateTime;
 
+use crate::hub::Broadcast;
 use crate::metrics::Metrics;
 use crate::protocol;
 
 /// The ticker thread's body.
 pub(crate) fn run(
     interval: Duration,
-    frames_tx: Sender<Vec<u8>>,
+    frames_tx: Sender<Broadcast>,
     stop_rx: Receiver<()>,
     metrics: Arc<Metrics>,
 ) {
@@ -44,8 +45,8 @@ pub(crate) fn run(
         }
         seq += 1;
         metrics.tick_seq.store(seq, Ordering::Relaxed);
-        let frame = protocol::text_frame(protocol::tick(seq, OffsetDateTime::now_utc()));
-        if frames_tx.send(frame).is_err() {
+        let tick = protocol::tick(seq, OffsetDateTime::now_utc());
+        if frames_tx.send(Broadcast::new(Some("tick"), tick)).is_err() {
             break;
         }
         // Normally next_slot + 1; more if we fell behind.

@@ -58,59 +58,138 @@ fn bad_flags_exit_2_naming_the_flag() {
     }
 }
 
+/// The real binary on free ports, with its log lines on a channel.
+#[cfg(unix)]
+struct Running {
+    child: std::process::Child,
+    log_rx: mpsc::Receiver<String>,
+    ws: tungstenite::WebSocket<std::net::TcpStream>,
+}
+
+#[cfg(unix)]
+impl Running {
+    fn start(extra: &[&str], stdin: Stdio) -> Running {
+        let mut child = tickcast()
+            .args(["--ws-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(stdin)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read the log on a thread so a missing line fails by timeout, not a hang.
+        let stderr = child.stderr.take().unwrap();
+        let (log_tx, log_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = log_tx.send(line);
+            }
+        });
+        let ws_url = loop {
+            let line = log_rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the server logs its WebSocket URL");
+            if let Some(url) = line.split("WebSocket: ").nth(1) {
+                break url.trim().to_string();
+            }
+        };
+        let addr = ws_url
+            .trim_start_matches("ws://")
+            .trim_end_matches("/echo")
+            .parse()
+            .unwrap();
+        let (mut ws, _) =
+            tungstenite::client::client(ws_url.as_str(), crate::util::tcp(addr)).unwrap();
+        assert!(ws.read().unwrap().to_string().contains("welcome"));
+        Running { child, log_rx, ws }
+    }
+
+    /// The next text message whose JSON `type` is `kind`.
+    fn next_of_type(&mut self, kind: &str) -> serde_json::Value {
+        loop {
+            if let tungstenite::Message::Text(text) = self.ws.read().unwrap() {
+                let msg: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if msg["type"] == kind {
+                    return msg;
+                }
+            }
+        }
+    }
+
+    /// Waits for a log line containing `needle`.
+    fn wait_for_log(&self, needle: &str) -> String {
+        loop {
+            let line = self
+                .log_rx
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    /// SIGTERM, then the exit status (bounded wait).
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let code = loop {
+            match self.ws.read().unwrap() {
+                tungstenite::Message::Close(frame) => break frame.map(|f| u16::from(f.code)),
+                _ => continue,
+            }
+        };
+        assert_eq!(code, Some(1001));
+        // Finish the close handshake so the server need not wait for us.
+        while self.ws.read().is_ok() {}
+        let (status_tx, status_rx) = mpsc::channel();
+        let mut child = self.child;
+        std::thread::spawn(move || status_tx.send(child.wait()));
+        status_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the server exits after SIGTERM")
+            .unwrap()
+    }
+}
+
 /// SIGTERM closes connected clients with 1001 and exits 0.
 #[cfg(unix)]
 #[test]
 fn sigterm_shuts_down_gracefully() {
-    let mut child = tickcast()
-        .args(["--ws-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Read the log on a thread so a missing line fails by timeout, not a hang.
-    let stderr = child.stderr.take().unwrap();
-    let (line_tx, line_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = line_tx.send(line);
-        }
-    });
-    let ws_url = loop {
-        let line = line_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the server logs its WebSocket URL");
-        if let Some(url) = line.split("WebSocket: ").nth(1) {
-            break url.trim().to_string();
-        }
-    };
-    let addr = ws_url
-        .trim_start_matches("ws://")
-        .trim_end_matches("/echo")
-        .parse()
-        .unwrap();
-    let (mut ws, _) = tungstenite::client::client(ws_url.as_str(), crate::util::tcp(addr)).unwrap();
-    assert!(ws.read().unwrap().to_string().contains("welcome"));
-
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let code = loop {
-        match ws.read().unwrap() {
-            tungstenite::Message::Close(frame) => break frame.map(|f| u16::from(f.code)),
-            _ => continue,
-        }
-    };
-    assert_eq!(code, Some(1001));
-    // Finish the close handshake so the server need not wait for us.
-    while ws.read().is_ok() {}
-    let (status_tx, status_rx) = mpsc::channel();
-    std::thread::spawn(move || status_tx.send(child.wait()));
-    let status = status_rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the server exits after SIGTERM")
-        .unwrap();
+    let running = Running::start(&[], Stdio::null());
+    let status = running.terminate();
     assert!(status.success(), "{status}");
+}
+
+/// `--stdin` broadcasts every line of a pipe as `{"type":"line"}`, JSON-escaped,
+/// with invalid UTF-8 replaced; end of input leaves the server running.
+#[cfg(unix)]
+#[test]
+fn stdin_lines_are_broadcast() {
+    use std::io::Write;
+    let mut running = Running::start(&["--stdin", "--interval", "100ms"], Stdio::piped());
+    let mut stdin = running.child.stdin.take().unwrap();
+    stdin
+        .write_all(b"plain line\nquote \" and \\ backslash\r\nbad \xff byte\n")
+        .unwrap();
+    drop(stdin); // end of input
+    let texts: Vec<String> = (0..3)
+        .map(|_| {
+            running.next_of_type("line")["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(texts[0], "plain line");
+    assert_eq!(texts[1], "quote \" and \\ backslash");
+    assert_eq!(texts[2], "bad \u{fffd} byte");
+    let log = running.wait_for_log("end of standard input");
+    assert!(log.contains("3 lines (1 had invalid UTF-8"), "{log}");
+    // Still serving: ticks keep coming.
+    running.next_of_type("tick");
+    assert!(running.terminate().success());
 }

@@ -1,0 +1,168 @@
+//! Server-Sent Events: the same hub events over plain HTTP, for clients that cannot
+//! speak WebSocket (old proxies, `curl -N`, `EventSource` in the page as a fallback).
+//!
+//! `GET /events` on the HTTP port is handed by an HTTP worker to a thread of its own
+//! (`sse-<n>`), which runs [`serve`]: it writes the response head, joins the hub like
+//! a WebSocket client does, then sleeps in `recv` on its own channel and writes each
+//! event it receives, flushing at once so no event waits in a buffer:
+//!
+//! ```text
+//! id: 42
+//! event: tick
+//! data: {"type":"tick","seq":42,"time":"2026-11-24T14:00:01.000Z"}
+//!
+//! ```
+//!
+//! The hub reaches an SSE client through an [`SseSink`]: it queues the event (the
+//! same bytes for every SSE client, encoded once per broadcast) without blocking.
+//! The queue is bounded by `--max-backlog` bytes like a WebSocket outbox; a client
+//! that falls behind is cut off (`too_slow`): the hub drops the sink, which ends the
+//! thread's `recv`. Heartbeats arrive as `: heartbeat` comments, which keep proxies
+//! from closing an idle stream. At shutdown the hub drops every sink the same way.
+//!
+//! tiny_http does not hand out its socket, so a write to a client that stopped
+//! reading cannot be made non-blocking here. It is bounded instead: the HTTP
+//! listener carries a write timeout that every accepted socket inherits
+//! ([`crate::http`]), so such a write fails after a few seconds and the thread ends.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+
+use crate::hub::{HubEvent, Sink};
+use crate::outbox::Delivery;
+use crate::protocol::LeaveReason;
+
+/// The hub's handle on one SSE client.
+pub(crate) struct SseSink {
+    /// Encoded events, to the client's thread. Dropping the sink disconnects it,
+    /// which is how the hub ends the stream.
+    events_tx: Sender<Arc<[u8]>>,
+    shared: Arc<SseShared>,
+    max_backlog: usize,
+}
+
+/// What the hub and the client's thread both see.
+struct SseShared {
+    /// Bytes queued and not yet written by the thread.
+    queued: AtomicUsize,
+    /// Why the hub ended the stream, if it did.
+    closed: Mutex<Option<LeaveReason>>,
+}
+
+impl SseSink {
+    /// Queues one encoded event. Never blocks.
+    pub(crate) fn send(&self, event: &Arc<[u8]>) -> Delivery {
+        if self.closed_reason().is_some() {
+            return Delivery::Closed;
+        }
+        let queued = self.shared.queued.fetch_add(event.len(), Ordering::Relaxed);
+        if queued + event.len() > self.max_backlog {
+            self.close(LeaveReason::TooSlow);
+            return Delivery::CutOff;
+        }
+        match self.events_tx.send(event.clone()) {
+            Ok(()) => Delivery::Accepted,
+            Err(_) => Delivery::Failed,
+        }
+    }
+
+    /// Marks the stream closed for `reason`; the hub then drops the sink, which
+    /// wakes the thread.
+    pub(crate) fn close(&self, reason: LeaveReason) {
+        let mut closed = self.shared.closed.lock().unwrap_or_else(|p| p.into_inner());
+        closed.get_or_insert(reason);
+    }
+
+    pub(crate) fn closed_reason(&self) -> Option<LeaveReason> {
+        *self.shared.closed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The response head, then a first chunk asking clients to wait 2 s before they
+/// reconnect. The body is chunked so the stream can *end* cleanly (with the empty
+/// last chunk) even though tiny_http keeps the socket open: `curl` then exits and
+/// `EventSource` reconnects. `X-Accel-Buffering: no` asks nginx not to buffer.
+const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n\
+Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\
+Transfer-Encoding: chunked\r\n\r\nd\r\nretry: 2000\n\n\r\n";
+
+/// The last chunk: the end of the response.
+const END: &[u8] = b"0\r\n\r\n";
+
+/// Wraps SSE text as one HTTP chunk, ready to write. The hub does this once per
+/// broadcast, for all SSE clients.
+pub(crate) fn chunk(sse_text: &str) -> Arc<[u8]> {
+    let mut bytes = format!("{:x}\r\n", sse_text.len()).into_bytes();
+    bytes.extend_from_slice(sse_text.as_bytes());
+    bytes.extend_from_slice(b"\r\n");
+    bytes.into()
+}
+
+/// Runs one SSE client to the end, on its own thread. `writer` is the raw
+/// connection from tiny_http's `Request::into_writer`.
+pub(crate) fn serve(
+    mut writer: Box<dyn Write + Send>,
+    peer: SocketAddr,
+    events_tx: &Sender<HubEvent>,
+    max_backlog: usize,
+) {
+    if writer
+        .write_all(HEAD)
+        .and_then(|()| writer.flush())
+        .is_err()
+    {
+        return;
+    }
+    let (sink_tx, events_rx) = unbounded();
+    let shared = Arc::new(SseShared {
+        queued: AtomicUsize::new(0),
+        closed: Mutex::new(None),
+    });
+    let sink = SseSink {
+        events_tx: sink_tx,
+        shared: shared.clone(),
+        max_backlog,
+    };
+    let (id_tx, id_rx) = bounded(1);
+    let join = HubEvent::Join {
+        sink: Sink::Sse(sink),
+        peer,
+        id_tx,
+    };
+    if events_tx.send(join).is_err() {
+        return; // shutting down
+    }
+    let Ok(id) = id_rx.recv() else { return };
+    let reason = pump(&mut *writer, &events_rx, &shared);
+    if reason != LeaveReason::Dropped {
+        let _ = writer.write_all(END).and_then(|()| writer.flush());
+    }
+    let closed = *shared.closed.lock().unwrap_or_else(|p| p.into_inner());
+    let reason = closed.unwrap_or(reason);
+    let _ = events_tx.send(HubEvent::Leave { id, reason });
+    log::debug!("{peer}: SSE client {id} done ({})", reason.as_str());
+}
+
+/// Writes events as they come until the hub ends the stream or the client goes.
+fn pump(
+    writer: &mut dyn Write,
+    events_rx: &Receiver<Arc<[u8]>>,
+    shared: &SseShared,
+) -> LeaveReason {
+    // Ends when the hub drops the sink (cut off, shutdown).
+    while let Ok(event) = events_rx.recv() {
+        shared.queued.fetch_sub(event.len(), Ordering::Relaxed);
+        if writer
+            .write_all(&event)
+            .and_then(|()| writer.flush())
+            .is_err()
+        {
+            return LeaveReason::Dropped;
+        }
+    }
+    LeaveReason::Closed
+}

@@ -1,0 +1,259 @@
+//! Server-Sent Events on `GET /events`: framing, presence, bounds, shutdown.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::util::{start, start_with, tcp, Client, IO_TIMEOUT};
+
+/// One parsed SSE event.
+#[derive(Debug)]
+struct Event {
+    id: Option<u64>,
+    name: Option<String>,
+    data: String,
+}
+
+/// Decodes an HTTP/1.1 chunked body, checking the framing as it goes; reads 0
+/// after the last chunk.
+struct Chunked {
+    inner: BufReader<TcpStream>,
+    left_in_chunk: usize,
+    done: bool,
+}
+
+impl std::io::Read for Chunked {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.done {
+            return Ok(0);
+        }
+        if self.left_in_chunk == 0 {
+            let mut size = String::new();
+            if self.inner.read_line(&mut size)? == 0 {
+                return Ok(0);
+            }
+            let size = usize::from_str_radix(size.trim_end(), 16).expect("a chunk size");
+            if size == 0 {
+                let mut end = String::new();
+                self.inner.read_line(&mut end)?;
+                assert_eq!(end, "\r\n", "last chunk ends with CRLF");
+                self.done = true;
+                return Ok(0);
+            }
+            self.left_in_chunk = size;
+        }
+        let want = buf.len().min(self.left_in_chunk);
+        let n = self.inner.read(&mut buf[..want])?;
+        assert!(n > 0, "the stream ended inside a chunk");
+        self.left_in_chunk -= n;
+        if self.left_in_chunk == 0 {
+            let mut crlf = [0u8; 2];
+            self.inner.read_exact(&mut crlf)?;
+            assert_eq!(&crlf, b"\r\n", "a chunk ends with CRLF");
+        }
+        Ok(n)
+    }
+}
+
+/// A raw HTTP client reading an event stream.
+struct SseClient {
+    reader: BufReader<Chunked>,
+}
+
+impl SseClient {
+    fn connect(addr: SocketAddr) -> SseClient {
+        SseClient::over(tcp(addr))
+    }
+
+    fn over(mut stream: TcpStream) -> SseClient {
+        stream
+            .write_all(b"GET /events HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n")
+            .unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("response head");
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            head.push_str(&line.to_lowercase());
+        }
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.contains("content-type: text/event-stream"), "{head}");
+        assert!(head.contains("transfer-encoding: chunked"), "{head}");
+        let body = Chunked {
+            inner: reader,
+            left_in_chunk: 0,
+            done: false,
+        };
+        SseClient {
+            reader: BufReader::new(body),
+        }
+    }
+
+    /// The next event (comments and `retry:` skipped); `None` at end of stream.
+    fn next_event(&mut self) -> Option<Event> {
+        let mut event = Event {
+            id: None,
+            name: None,
+            data: String::new(),
+        };
+        let mut seen_field = false;
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            let line = line.trim_end_matches('\n');
+            if line.is_empty() {
+                if seen_field && !event.data.is_empty() {
+                    return Some(event);
+                }
+                seen_field = false;
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            seen_field = true;
+            let (field, value) = line.split_once(": ").unwrap_or((line, ""));
+            match field {
+                "id" => event.id = Some(value.parse().expect("numeric id")),
+                "event" => event.name = Some(value.to_string()),
+                "data" => {
+                    if !event.data.is_empty() {
+                        event.data.push('\n');
+                    }
+                    event.data.push_str(value);
+                }
+                "retry" => {}
+                other => panic!("unknown SSE field {other}"),
+            }
+        }
+    }
+
+    fn next_named(&mut self, name: &str) -> (Event, Value) {
+        loop {
+            let event = self.next_event().expect("stream open");
+            if event.name.as_deref() == Some(name) {
+                let json = serde_json::from_str(&event.data).unwrap();
+                return (event, json);
+            }
+        }
+    }
+}
+
+/// An SSE client gets a welcome, then ticks with `event:`, `id:` and the same
+/// JSON as WebSocket clients; ids go up.
+#[test]
+fn sse_stream_carries_welcome_and_ticks() {
+    let server = start();
+    let mut sse = SseClient::connect(server.http_addr().unwrap());
+    let (welcome, json) = sse.next_named("welcome");
+    assert_eq!(json["type"], "welcome");
+    assert_eq!(json["clients"], 1);
+    let (first, tick1) = sse.next_named("tick");
+    let (second, tick2) = sse.next_named("tick");
+    assert_eq!(tick2["seq"].as_u64(), tick1["seq"].as_u64().map(|s| s + 1));
+    assert!(welcome.id < first.id && first.id < second.id);
+    assert!(tick1["time"].as_str().unwrap().ends_with('Z'));
+}
+
+/// SSE clients are hub clients: WebSocket clients see them join and leave.
+#[test]
+fn sse_clients_are_announced_and_counted() {
+    let server = start();
+    let mut ws = Client::connect(&server);
+    ws.welcome();
+    let mut sse = SseClient::connect(server.http_addr().unwrap());
+    let (_, welcome) = sse.next_named("welcome");
+    assert_eq!(welcome["clients"], 2);
+    let join = ws.next_of_type("join");
+    assert_eq!(join["clients"], 2);
+    // The SSE client also hears about a later WebSocket client.
+    let mut ws2 = Client::connect(&server);
+    ws2.welcome();
+    let (_, join2) = sse.next_named("join");
+    assert_eq!(join2["clients"], 3);
+    // Hanging up is noticed at the next event written to it (the next tick).
+    drop(sse);
+    let leave = ws.next_of_type("leave");
+    assert_eq!(leave["ids"][0], welcome["id"]);
+    assert_eq!(leave["reason"], "dropped");
+}
+
+/// Published messages reach SSE clients as unnamed events, at once.
+#[test]
+fn published_messages_arrive_unnamed() {
+    let server = start_with(|c| c.interval = None);
+    let mut sse = SseClient::connect(server.http_addr().unwrap());
+    sse.next_named("welcome");
+    server.publisher().publish_text("two\nlines").unwrap();
+    let event = sse.next_event().unwrap();
+    assert_eq!(event.name, None);
+    assert_eq!(event.data, "two\nlines");
+}
+
+/// An SSE client that stops reading is cut off as `too_slow`; others go on.
+#[test]
+fn stuck_sse_client_is_cut_off() {
+    let server = start_with(|c| {
+        c.interval = None;
+        c.max_message_size = 16 * 1024;
+        c.max_backlog = 64 * 1024;
+    });
+    let mut good = Client::connect(&server);
+    good.welcome();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket
+        .connect_timeout(&server.http_addr().unwrap().into(), IO_TIMEOUT)
+        .unwrap();
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut stuck = SseClient::over(stream);
+    stuck.next_named("welcome");
+    good.next_of_type("join");
+
+    // Publish until the good client hears the stuck one was cut off; the good
+    // client acknowledges each message, so it never falls behind itself.
+    let publisher = server.publisher();
+    let bulk = format!(r#"{{"type":"bulk","pad":"{}"}}"#, "p".repeat(32 * 1024));
+    let leave = (0..2000)
+        .find_map(|_| {
+            publisher.publish_text(bulk.clone()).unwrap();
+            loop {
+                let msg = good.next_json();
+                match msg["type"].as_str() {
+                    Some("bulk") => return None,
+                    Some("leave") => return Some(msg),
+                    _ => continue,
+                }
+            }
+        })
+        .expect("the stuck SSE client was cut off");
+    assert_eq!(leave["reason"], "too_slow");
+    drop(stuck);
+}
+
+/// Shutdown ends every SSE stream and still returns promptly.
+#[test]
+fn shutdown_ends_sse_streams() {
+    let server = start();
+    let mut sse = SseClient::connect(server.http_addr().unwrap());
+    sse.next_named("welcome");
+    let (done_tx, done_rx) = mpsc::channel();
+    thread::spawn(move || {
+        server.shutdown();
+        done_tx.send(()).unwrap();
+    });
+    while sse.next_event().is_some() {}
+    done_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("shutdown returned");
+}
