@@ -4,6 +4,11 @@
 // the server runs on and whatever hostname the browser used to reach it. When the
 // connection drops, it reconnects with exponential backoff (0.5 s doubling to 10 s,
 // with jitter so a restarted server is not hit by every browser at once).
+//
+// If the WebSocket cannot even open (a proxy that does not pass WebSockets, a
+// firewalled port), the page falls back to Server-Sent Events on the page's own
+// origin (/events): the same ticks and notices, one way only, so the echo box is
+// switched off. Add ?transport=sse to the URL to use SSE from the start.
 "use strict";
 
 const MAX_LOG_LINES = 200;
@@ -20,8 +25,11 @@ const logEl = el("log");
 const form = el("echo-form");
 const input = el("echo-input");
 const sendButton = el("echo-send");
+const transportEl = el("transport");
+const echoNote = el("echo-note");
 
 let socket = null;
+let events = null; // the EventSource, once we have fallen back to SSE
 let backoffMs = BACKOFF_START_MS;
 // Messages we sent and have not seen come back yet. The server echoes verbatim, so
 // a text equal to the oldest of these is our echo, not a server event.
@@ -30,7 +38,7 @@ const awaitingEcho = [];
 function setState(kind, text) {
   stateEl.className = "state " + kind;
   stateEl.textContent = text;
-  sendButton.disabled = kind !== "open";
+  sendButton.disabled = kind !== "open" || events !== null;
 }
 
 function log(kind, text) {
@@ -84,6 +92,9 @@ function handle(text) {
       clientsEl.textContent = msg.clients;
       log("join", `joined: ${msg.ids.join(", ")} (${msg.clients} connected)`);
       break;
+    case "line":
+      log("line", msg.text);
+      break;
     case "leave":
       clientsEl.textContent = msg.clients;
       log("leave", `left: ${msg.ids.join(", ")}, ${msg.reason} (${msg.clients} connected)`);
@@ -91,6 +102,27 @@ function handle(text) {
     default:
       log("echo", "message: " + text);
   }
+}
+
+function useServerSentEvents(why) {
+  if (why) log("status", why + "; falling back to Server-Sent Events");
+  events = new EventSource("events");
+  transportEl.textContent = "Server-Sent Events";
+  echoNote.hidden = false;
+  input.disabled = true;
+  events.onopen = () => {
+    setState("open", "connected");
+    log("ok", "streaming from " + new URL("events", location.href));
+  };
+  events.onerror = () => {
+    // EventSource reconnects by itself (the server asks for 2 s between tries).
+    setState("closed", "disconnected; the browser retries");
+  };
+  // Named events carry the same JSON as the WebSocket messages.
+  for (const name of ["welcome", "tick", "join", "leave", "line"]) {
+    events.addEventListener(name, (event) => handle(event.data));
+  }
+  events.onmessage = (event) => handle(event.data);
 }
 
 async function connect() {
@@ -102,11 +134,15 @@ async function connect() {
     retry("cannot reach the server (" + e.message + ")");
     return;
   }
+  let opened = false;
   socket = new WebSocket(url);
   socket.onopen = () => {
+    opened = true;
+    everOpened = true;
     backoffMs = BACKOFF_START_MS;
+    transportEl.textContent = "WebSocket";
     setState("open", "connected");
-    log("status", "connected to " + url);
+    log("ok", "connected to " + url);
   };
   socket.onmessage = (event) => {
     if (typeof event.data === "string") handle(event.data);
@@ -114,6 +150,11 @@ async function connect() {
   socket.onclose = (event) => {
     socket = null;
     awaitingEcho.length = 0;
+    if (!opened && !everOpened) {
+      // Never got through at all: the WebSocket path is blocked, not restarting.
+      useServerSentEvents("cannot open a WebSocket to " + url);
+      return;
+    }
     const why = event.code === 1001 ? "server going away" : "code " + event.code;
     retry("disconnected (" + why + ")");
   };
@@ -136,4 +177,9 @@ form.addEventListener("submit", (event) => {
   input.value = "";
 });
 
-connect();
+let everOpened = false;
+if (new URLSearchParams(location.search).get("transport") === "sse") {
+  useServerSentEvents(null);
+} else {
+  connect();
+}
