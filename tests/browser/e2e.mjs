@@ -240,7 +240,7 @@ async function main() {
       const wsUrl = server.output().match(/WebSocket: (ws:\/\/\S+)/);
       if (!wsUrl) throw new Error("server did not log `WebSocket: ws://...`");
       const expected = `connected to ${otherHostname(wsUrl[1])}`;
-      await other.locator("#log li.status", { hasText: expected }).waitFor();
+      await other.locator("#log li.ok", { hasText: expected }).waitFor();
       await other.close();
     });
 
