@@ -120,8 +120,9 @@ pub struct Config {
     /// Size of each client's read buffer, in bytes (tungstenite's
     /// `read_buffer_size`, whose own default is 128 KiB).
     ///
-    /// Default 4 KiB: clients here send little, and the buffer is allocated for
-    /// every connection up front.
+    /// Default 1 KiB: clients here send little, and tungstenite allocates (and
+    /// zero-fills) the whole buffer for every connection. Larger messages still
+    /// arrive whole; they are just read in more steps.
     pub read_buffer_size: usize,
 }
 
@@ -148,7 +149,7 @@ impl Default for Config {
             max_handshake_size: 8 << 10,
             presence_window: Duration::from_millis(50),
             client_stack_size: 128 << 10,
-            read_buffer_size: 4 << 10,
+            read_buffer_size: 1 << 10,
         }
     }
 }

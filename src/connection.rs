@@ -261,7 +261,7 @@ fn read_until_done(
 /// Reads and discards until the peer hangs up or [`LINGER`] passes.
 fn linger(socket: &TcpStream) {
     let deadline = Instant::now() + LINGER;
-    let mut sink = [0u8; 4096];
+    let mut sink = vec![0u8; 1024];
     let mut socket = socket;
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {

@@ -117,8 +117,10 @@ pub(crate) fn read_request(
     max_size: usize,
     deadline: Instant,
 ) -> Result<Option<Incoming>, Refusal> {
+    // Buffers live on the heap, not the stack: a stack page touched once stays
+    // resident for the connection's whole life, times thousands of connections.
     let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
+    let mut chunk = vec![0u8; 1024];
     loop {
         if Instant::now() >= deadline {
             return Err(timeout_refusal());
@@ -190,7 +192,7 @@ pub(crate) struct Context<'a> {
 
 /// Decides whether a request head is a valid WebSocket upgrade to our endpoint.
 pub(crate) fn check(head: &[u8], ctx: &Context<'_>) -> Verdict {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut headers = vec![httparse::EMPTY_HEADER; 64];
     let mut request = httparse::Request::new(&mut headers);
     match request.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
