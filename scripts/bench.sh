@@ -56,7 +56,8 @@ BENCH_TARGET="$ROOT/target/bench-build"
 LOADGEN="$BENCH_TARGET/release/loadgen"
 PEER_TOKIO="$BENCH_TARGET/release/peer-tokio"
 REPORT="$BENCH_TARGET/release/report"
-TICKCAST="$ROOT/target/release/tickcast"
+# A copy, so that a rebuild of target/release/tickcast during a run changes nothing.
+TICKCAST="$ROOT/target/bench/bin/tickcast"
 NODE_PEER="$ROOT/scripts/bench/node-peer"
 
 log() { echo "bench.sh: $*" >&2; }
@@ -151,6 +152,9 @@ fd_limit() { [ "$(ulimit -n)" = unlimited ] && echo 1000000000 || ulimit -n; }
 mkdir -p "$OUT/logs" "$OUT/runs" "$OUT/smoke"
 log "building tickcast and the bench tools (release)"
 cargo build --release --quiet --bin tickcast
+mkdir -p "$OUT/bin"
+cp "$ROOT/target/release/tickcast" "$TICKCAST.tmp" && mv -f "$TICKCAST.tmp" "$TICKCAST"
+TICKCAST_VERSION="$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
 CARGO_TARGET_DIR="$BENCH_TARGET" cargo build --release --quiet \
   --manifest-path "$ROOT/scripts/bench/Cargo.toml"
 SERVERS="${BENCH_SERVERS:-tickcast tokio node}"
@@ -203,7 +207,7 @@ done
 
 MACHINE="$(nproc) cores ($(grep -m 1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), \
 $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r), \
-open-file limit $(ulimit -n), pid_max $(cat /proc/sys/kernel/pid_max)"
+open-file limit $(ulimit -n), pid_max $(cat /proc/sys/kernel/pid_max); tickcast $TICKCAST_VERSION"
 COMMAND="scripts/bench.sh${1:+ $1}"
 [ -n "${BENCH_NS:-}" ] && COMMAND="BENCH_NS=\"$BENCH_NS\" $COMMAND"
 [ -n "${BENCH_SECS:-}" ] && COMMAND="BENCH_SECS=$BENCH_SECS $COMMAND"

@@ -11,6 +11,8 @@
 //! - [`threads_cpu_ns`] sums `/proc/PID/task/*/schedstat`: nanosecond run time of
 //!   the live threads, for short windows such as "between two ticks".
 //! - The open-fd count is the length of `/proc/PID/fd`.
+//! - `KernelStack` from `/proc/meminfo` (machine-wide) shows what threads cost
+//!   the kernel, which RSS does not count.
 
 use std::fs;
 use std::io;
@@ -28,6 +30,11 @@ pub struct Sample {
     pub hwm_kib: u64,
     pub threads: u64,
     pub fds: u64,
+    /// Machine-wide kernel stack memory (`KernelStack` in `/proc/meminfo`), KiB.
+    /// Not per process, but across a run only the server's thread count changes
+    /// it; every thread costs a kernel stack (16 KiB on x86-64) that RSS omits.
+    #[serde(default)]
+    pub kernel_stack_kib: u64,
 }
 
 /// Reads `/proc/PID/{stat,status,fd}`.
@@ -57,6 +64,13 @@ pub fn sample(pid: u32) -> io::Result<Sample> {
             .unwrap_or(0)
     };
     let fds = fs::read_dir(format!("/proc/{pid}/fd"))?.count() as u64;
+    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kernel_stack_kib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("KernelStack:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     Ok(Sample {
         at_ns: crate::wallclock::now_ns(),
         cpu_s: cpu_ticks as f64 / clock_ticks_per_second(),
@@ -64,7 +78,28 @@ pub fn sample(pid: u32) -> io::Result<Sample> {
         hwm_kib: field("VmHWM:"),
         threads: field("Threads:"),
         fds,
+        kernel_stack_kib,
     })
+}
+
+/// Just RSS (KiB) and the thread count, from `/proc/PID/status`: cheap enough to
+/// read every second while loaded (unlike the fd count, a directory listing of
+/// one entry per client).
+///
+/// # Errors
+///
+/// If the process is gone.
+pub fn rss_and_threads(pid: u32) -> io::Result<(u64, u64)> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok((field("VmRSS:"), field("Threads:")))
 }
 
 /// The summed run time of the process's live threads, in nanoseconds, from

@@ -139,6 +139,10 @@ pub struct Process {
 pub struct Derived {
     /// (RSS at rest − RSS before clients) / clients, KiB.
     pub rss_per_client_kib: f64,
+    /// (machine-wide kernel stack memory at rest − before) / clients, KiB: the
+    /// kernel's share of a thread per client, which RSS does not show.
+    #[serde(default)]
+    pub kernel_stack_per_client_kib: f64,
     /// Server CPU over the rest phase, % of one core (ticks, no echoes).
     pub rest_cpu_pct: f64,
     /// Server CPU over the load phase, % of one core.

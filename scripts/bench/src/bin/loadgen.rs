@@ -306,9 +306,10 @@ async fn run(args: &Args, config: ClientConfig) -> Result<RunResult, String> {
     while load_started.elapsed() < args.load {
         let left = args.load.saturating_sub(load_started.elapsed());
         tokio::time::sleep(left.min(Duration::from_secs(1))).await;
-        let s = sample(pid).await;
-        max_rss = max_rss.max(s.rss_kib);
-        max_threads = max_threads.max(s.threads);
+        if let Some(Ok((rss, threads))) = pid.map(procstat::rss_and_threads) {
+            max_rss = max_rss.max(rss);
+            max_threads = max_threads.max(threads);
+        }
     }
     let load_end = sample(pid).await;
     let last_seq = progress.max_seq.load(Ordering::Relaxed);
@@ -384,6 +385,14 @@ async fn measure_idle(pid: Option<u32>, interval: Duration, until: Instant) -> O
     }
     let interval_ns = interval.as_nanos() as i64;
     let (mut cpu_ns, mut wall_ns) = (0u64, 0i64);
+    // Reading every thread's schedstat costs loadgen real time with a thread per
+    // client (10,000 files), so both readings must finish inside the quiet part
+    // or they would compete with the next broadcast. A reading taken while the
+    // threads are idle gives the same numbers whenever it is taken, so the window
+    // is from the start of the first reading to the start of the second.
+    let read = move || async move {
+        tokio::task::spawn_blocking(move || procstat::threads_cpu_ns(pid)).await.ok()?.ok()
+    };
     loop {
         let now = now_ns();
         let slot = now - now.rem_euclid(interval_ns);
@@ -391,18 +400,25 @@ async fn measure_idle(pid: Option<u32>, interval: Duration, until: Instant) -> O
         if from < now {
             from += interval_ns;
         }
-        let to = from - interval_ns / 2 + interval_ns * 95 / 100;
+        let quiet_end = from - interval_ns / 2 + interval_ns * 95 / 100;
         let wait_from = Duration::from_nanos((from - now) as u64);
-        if Instant::now() + wait_from + Duration::from_nanos((to - from) as u64) > until {
+        if Instant::now() + wait_from + Duration::from_nanos((quiet_end - from) as u64) > until {
             break;
         }
         tokio::time::sleep(wait_from).await;
-        let a = tokio::task::spawn_blocking(move || procstat::threads_cpu_ns(pid)).await.ok()?.ok()?;
         let a_at = now_ns();
-        tokio::time::sleep(Duration::from_nanos((to - a_at).max(0) as u64)).await;
-        let b = tokio::task::spawn_blocking(move || procstat::threads_cpu_ns(pid)).await.ok()?.ok()?;
+        let a = read().await?;
+        let read_ns = now_ns() - a_at;
+        // Start the second reading early enough to finish (with margin) in time.
+        let b_at = quiet_end - read_ns * 3 / 2;
+        if b_at <= a_at + read_ns {
+            continue; // Too little quiet time left this interval: skip it.
+        }
+        tokio::time::sleep(Duration::from_nanos((b_at - now_ns()).max(0) as u64)).await;
+        let b_started = now_ns();
+        let b = read().await?;
         cpu_ns += b.saturating_sub(a);
-        wall_ns += now_ns() - a_at;
+        wall_ns += b_started - a_at;
     }
     (wall_ns > 0).then(|| cpu_ns as f64 / wall_ns as f64 * 100.0)
 }
@@ -511,6 +527,8 @@ fn analyse(
     let secs = |a: &Sample, b: &Sample| ((b.at_ns - a.at_ns) as f64 / 1e9).max(1e-9);
     let derived = Derived {
         rss_per_client_kib: (p.rest_end.rss_kib as f64 - p.before.rss_kib as f64) / n_ok.max(1) as f64,
+        kernel_stack_per_client_kib: (p.rest_end.kernel_stack_kib as f64 - p.before.kernel_stack_kib as f64)
+            / n_ok.max(1) as f64,
         rest_cpu_pct: cpu(&p.rest_start, &p.rest_end) / secs(&p.rest_start, &p.rest_end) * 100.0,
         load_cpu_pct: cpu(&p.load_start, &p.load_end) / secs(&p.load_start, &p.load_end) * 100.0,
         cpu_per_broadcast_ms: if rest_ticks > 0 {

@@ -82,6 +82,7 @@ fn to_csv(runs: &[RunResult]) -> String {
          latency_p50_ms,latency_p99_ms,latency_max_ms,frames_per_s,ticks_per_s,echo_p50_ms,echo_p99_ms,\
          echo_sent,echo_received,loadgen_lag_p99_ms,rest_cpu_pct,idle_cpu_pct,load_cpu_pct,\
          cpu_per_broadcast_ms,cpu_s_per_million_frames,rss_before_mib,rss_rest_mib,rss_per_client_kib,\
+         kernel_stack_per_client_kib,\
          rss_peak_mib,threads_rest,fds_rest,rss_after_mib,threads_after,fds_after,clean_closes\n",
     );
     for r in runs {
@@ -90,7 +91,7 @@ fn to_csv(runs: &[RunResult]) -> String {
         let _ = writeln!(
             s,
             "{},{},{},{},{},{},{:.3},{:.3},{:.2},{},{:.4},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.0},{:.2},\
-             {:.3},{:.3},{},{},{:.3},{:.2},{},{:.2},{:.3},{:.3},{:.1},{:.1},{:.2},{:.1},{},{},{:.1},{},{},{}",
+             {:.3},{:.3},{},{},{:.3},{:.2},{},{:.2},{:.3},{:.3},{:.1},{:.1},{:.2},{:.2},{:.1},{},{},{:.1},{},{},{}",
             r.mode,
             r.server,
             r.clients,
@@ -125,6 +126,7 @@ fn to_csv(runs: &[RunResult]) -> String {
             p.before.rss_kib as f64 / MIB,
             p.rest_end.rss_kib as f64 / MIB,
             r.derived.rss_per_client_kib,
+            r.derived.kernel_stack_per_client_kib,
             peak_kib(r) as f64 / MIB,
             p.rest_end.threads,
             p.rest_end.fds,
@@ -169,7 +171,9 @@ fn to_markdown(runs: &[RunResult], machine: &str, command: &str) -> String {
          latency is measured against the tick's `time` field, which has millisecond resolution. \
          Spread = last client's arrival minus first client's, per tick. CPU is user+system time of \
          the server process from /proc/PID/stat; idle CPU is measured from 50 % to 95 % of each \
-         interval during rest. RSS/client = (RSS at rest − RSS before clients) / clients.\n",
+         interval during rest. RSS/client = (RSS at rest − RSS before clients) / clients; kernel \
+         stack/client is the machine-wide `KernelStack` growth per client, the kernel memory a \
+         thread per client costs beyond RSS.\n",
     );
     s
 }
@@ -209,17 +213,18 @@ fn delivery_table(s: &mut String, rows: &[&RunResult]) {
 
 fn resource_table(s: &mut String, rows: &[&RunResult]) {
     s.push_str(
-        "| N | server | RSS/client KiB | RSS at rest MiB | peak RSS MiB | threads | CPU/broadcast ms | CPU rest % | idle CPU % | CPU load % | after: RSS MiB, threads |\n\
-         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| N | server | RSS/client KiB | kernel stack/client KiB | RSS at rest MiB | peak RSS MiB | threads | CPU/broadcast ms | CPU rest % | idle CPU % | CPU load % | after: RSS MiB, threads |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let p = &r.process;
         let _ = writeln!(
             s,
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.2} | {} | {:.2} | {:.1}, {} |",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.2} | {} | {:.2} | {:.1}, {} |",
             r.clients,
             r.server,
             r.derived.rss_per_client_kib,
+            r.derived.kernel_stack_per_client_kib,
             p.rest_end.rss_kib as f64 / MIB,
             peak_kib(r) as f64 / MIB,
             p.rest_end.threads,
