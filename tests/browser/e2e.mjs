@@ -10,8 +10,16 @@
 //   4. the page also connects when reached through the other loopback name
 //      (localhost instead of 127.0.0.1), so the WebSocket URL follows the hostname
 //      the browser used instead of a hard-coded one;
-//   5. the page raised no uncaught JavaScript error;
-//   6. the server exits with status 0 on SIGTERM (graceful shutdown).
+//   5. the page falls back to Server-Sent Events when its WebSocket cannot open:
+//      a fresh page is given a /config.json (intercepted with page.route) whose
+//      ws_port is a closed port; the page tries that WebSocket, then shows
+//      "Server-Sent Events" in #transport, says "connected", the clock ticks
+//      through /events, and the echo box is disabled with #echo-note shown (then a
+//      screenshot is saved to target/browser/page-sse.png);
+//   6. `?transport=sse` uses Server-Sent Events from the start: connected, ticking,
+//      echo disabled, and no WebSocket ever opened;
+//   7. the page raised no uncaught JavaScript error;
+//   8. the server exits with status 0 on SIGTERM (graceful shutdown).
 //
 // How: it starts the binary on port 0 for both listeners, reads the page URL the
 // server logs on stderr, and drives Debian's Chromium through playwright-core (no
@@ -29,6 +37,7 @@
 
 import { spawn } from "node:child_process";
 import { mkdir } from "node:fs/promises";
+import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
@@ -163,6 +172,46 @@ async function waitConnected(page) {
   );
 }
 
+/** Waits for a real tick: the clock shows a time, then a different one. */
+async function waitClockTicks(page) {
+  // The first tick replaces the placeholder; a change after that is a real tick.
+  await page.waitForFunction(() => document.querySelector("#time").textContent !== "--:--:--", null, {
+    timeout: WAIT_TIMEOUT_MS,
+  });
+  const before = await page.textContent("#time");
+  await page.waitForFunction((prev) => document.querySelector("#time").textContent !== prev, before, {
+    timeout: WAIT_TIMEOUT_MS,
+  });
+}
+
+/**
+ * Waits until the page streams over Server-Sent Events: #transport says so and
+ * #state says "connected"; then checks the echo box is off and explains why.
+ */
+async function waitServerSentEvents(page) {
+  await page.waitForFunction(
+    () => document.querySelector("#transport").textContent.trim() === "Server-Sent Events",
+    null,
+    { timeout: WAIT_TIMEOUT_MS },
+  );
+  await waitConnected(page);
+  if (!(await page.locator("#echo-input").isDisabled())) throw new Error("#echo-input is enabled on SSE");
+  if (!(await page.locator("#echo-send").isDisabled())) throw new Error("#echo-send is enabled on SSE");
+  await page.locator("#echo-note").waitFor({ state: "visible" });
+}
+
+/** A TCP port on 127.0.0.1 where nothing listens: one the OS hands out, then closed. */
+function closedPort() {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.on("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
 /** The same http:// or ws:// URL with 127.0.0.1 and localhost swapped. */
 function otherHostname(url) {
   const u = new URL(url);
@@ -205,14 +254,7 @@ async function main() {
     });
 
     await check("clock ticks", ["page connects"], async () => {
-      // The first tick replaces the placeholder; a change after that is a real tick.
-      await page.waitForFunction(() => document.querySelector("#time").textContent !== "--:--:--", null, {
-        timeout: WAIT_TIMEOUT_MS,
-      });
-      const before = await page.textContent("#time");
-      await page.waitForFunction((prev) => document.querySelector("#time").textContent !== prev, before, {
-        timeout: WAIT_TIMEOUT_MS,
-      });
+      await waitClockTicks(page);
     });
 
     await check("echo round trip", ["page connects"], async () => {
@@ -242,6 +284,52 @@ async function main() {
       const expected = `connected to ${otherHostname(wsUrl[1])}`;
       await other.locator("#log li.ok", { hasText: expected }).waitFor();
       await other.close();
+    });
+
+    await check("page falls back to Server-Sent Events", [], async () => {
+      // A WebSocket port where nothing listens, as behind a proxy that drops
+      // WebSockets: the page's only way to the server is then /events.
+      const port = await closedPort();
+      const sse = await context.newPage();
+      sse.on("pageerror", (e) => pageErrors.push(`${url} (SSE fallback): ${e.message}`));
+      const sockets = [];
+      sse.on("websocket", (ws) => sockets.push(ws.url()));
+      await sse.route("**/config.json", (route) =>
+        route.fulfill({
+          status: 200,
+          contentType: "application/json",
+          headers: { "Cache-Control": "no-store" },
+          body: JSON.stringify({ ws_port: port, ws_path: "/echo" }),
+        }),
+      );
+      await sse.goto(url);
+      await waitServerSentEvents(sse);
+      await waitClockTicks(sse);
+      // It did try the WebSocket first, at the port config.json gave it.
+      const tried = `ws://${new URL(url).hostname}:${port}/echo`;
+      if (!sockets.includes(tried)) throw new Error(`expected a WebSocket to ${tried}, saw [${sockets.join(", ")}]`);
+      await sse.locator("#log li.status", { hasText: "falling back to Server-Sent Events" }).waitFor();
+      await sse.locator("#log li.ok", { hasText: `streaming from ${new URL("events", url)}` }).waitFor();
+      await mkdir(SCREENSHOT_DIR, { recursive: true });
+      await sse.screenshot({ path: path.join(SCREENSHOT_DIR, "page-sse.png"), fullPage: true });
+      await sse.close();
+    });
+
+    await check("?transport=sse streams from the start", [], async () => {
+      const sseUrl = new URL(url);
+      sseUrl.searchParams.set("transport", "sse");
+      const sse = await context.newPage();
+      sse.on("pageerror", (e) => pageErrors.push(`${sseUrl}: ${e.message}`));
+      const sockets = [];
+      sse.on("websocket", (ws) => sockets.push(ws.url()));
+      await sse.goto(sseUrl.toString());
+      await waitServerSentEvents(sse);
+      await waitClockTicks(sse);
+      if (sockets.length > 0) throw new Error(`a WebSocket was opened: ${sockets.join(", ")}`);
+      // Asked for, not fallen back to: no "falling back" line in the log.
+      const fallbacks = await sse.locator("#log li", { hasText: "falling back" }).count();
+      if (fallbacks > 0) throw new Error(`the log says it fell back (${fallbacks} line(s))`);
+      await sse.close();
     });
 
     await check("no uncaught page errors", [], async () => {

@@ -9,6 +9,7 @@ mod conformance;
 mod echo;
 mod flash_policy;
 mod handshake;
+mod handshake_script;
 mod heartbeat;
 mod http;
 mod metrics;
