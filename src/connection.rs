@@ -273,3 +273,113 @@ fn linger(socket: &TcpStream) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::thread;
+
+    use crossbeam_channel::{unbounded, Receiver};
+
+    use crate::listener::Registry;
+    use crate::metrics::Metrics;
+    use crate::Config;
+
+    /// What a connection thread shares, with the hub's end of the events channel.
+    fn shared() -> (Shared, Receiver<HubEvent>) {
+        let (events_tx, events_rx) = unbounded();
+        let metrics = Arc::new(Metrics::default());
+        let shared = Shared {
+            config: Config::default(),
+            ws_config: tungstenite::protocol::WebSocketConfig::default(),
+            events_tx,
+            page_url: None,
+            flash_policy: None,
+            registry: Arc::new(Registry::new(metrics.clone())),
+            metrics,
+        };
+        (shared, events_rx)
+    }
+
+    /// An outbox on a real loopback connection, and the client's end, which keeps
+    /// the connection open.
+    fn outbox() -> (Outbox, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (socket, _) = listener.accept().unwrap();
+        (Outbox::new(Arc::new(socket), 1 << 20), client)
+    }
+
+    /// The one event the hub received, which must be a `Leave`.
+    fn only_leave(events_rx: &Receiver<HubEvent>) -> (ClientId, LeaveReason) {
+        let leave = match events_rx.try_recv() {
+            Ok(HubEvent::Leave { id, reason }) => (id, reason),
+            Ok(_) => panic!("expected a Leave, got another event"),
+            Err(e) => panic!("no Leave reached the hub: {e}"),
+        };
+        assert!(events_rx.try_recv().is_err(), "more than one event");
+        leave
+    }
+
+    /// Runs `body` on a thread holding a `LeaveOnDrop` for client 7, as `serve`
+    /// does, and returns whether that thread panicked.
+    fn serve_client_7(
+        shared: &Shared,
+        outbox: &Outbox,
+        body: impl FnOnce(&mut LeaveOnDrop<'_>) + Send,
+    ) -> bool {
+        thread::scope(|s| {
+            s.spawn(|| {
+                let mut leave = LeaveOnDrop {
+                    shared,
+                    id: 7,
+                    outbox,
+                    reason: LeaveReason::Dropped,
+                };
+                body(&mut leave);
+            })
+            .join()
+            .is_err()
+        })
+    }
+
+    /// A panic while serving a joined client still tells the hub it left, so the
+    /// hub never keeps (and keeps writing to) a client whose thread is gone.
+    #[test]
+    fn leave_reaches_the_hub_when_the_thread_panics() {
+        let (shared, events_rx) = shared();
+        let (outbox, _client) = outbox();
+        let panicked = serve_client_7(&shared, &outbox, |_| {
+            panic!("a bug while serving client 7 (expected by this test)")
+        });
+        assert!(panicked);
+        assert_eq!(only_leave(&events_rx), (7, LeaveReason::Dropped));
+    }
+
+    /// On a normal way out the thread's own reason is sent, once.
+    #[test]
+    fn leave_carries_the_threads_reason() {
+        let (shared, events_rx) = shared();
+        let (outbox, _client) = outbox();
+        let panicked = serve_client_7(&shared, &outbox, |leave| {
+            leave.reason = LeaveReason::Closed;
+        });
+        assert!(!panicked);
+        assert_eq!(only_leave(&events_rx), (7, LeaveReason::Closed));
+    }
+
+    /// If the hub cut the client off first, its reason wins, on unwind too.
+    #[test]
+    fn hubs_reason_wins_on_unwind() {
+        let (shared, events_rx) = shared();
+        let (outbox, _client) = outbox();
+        let panicked = serve_client_7(&shared, &outbox, |leave| {
+            leave.reason = LeaveReason::Closed;
+            leave.outbox.abort(LeaveReason::TooSlow);
+            panic!("a bug after the cut-off (expected by this test)");
+        });
+        assert!(panicked);
+        assert_eq!(only_leave(&events_rx), (7, LeaveReason::TooSlow));
+    }
+}

@@ -267,3 +267,127 @@ impl Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// How long a test waits for something that should happen at once.
+    const WAIT: Duration = Duration::from_secs(5);
+
+    /// Starts a registered thread that answers every ping with a pong until its
+    /// channel closes: proof that it is still running.
+    fn steady(registry: &Arc<Registry>) -> (mpsc::Sender<()>, mpsc::Receiver<()>) {
+        let (ping_tx, ping_rx) = mpsc::channel::<()>();
+        let (pong_tx, pong_rx) = mpsc::channel();
+        registry
+            .spawn("steady", None, &Config::default(), move || {
+                for () in ping_rx {
+                    pong_tx.send(()).unwrap();
+                }
+            })
+            .unwrap();
+        (ping_tx, pong_rx)
+    }
+
+    /// Waits (bounded) for the registry to hold `n` connections. A thread removes
+    /// its entry as the last step of its unwinding, after anything it could
+    /// signal from, so this has to poll.
+    fn wait_len(registry: &Registry, n: usize) {
+        let deadline = Instant::now() + WAIT;
+        while registry.len() != n {
+            assert!(
+                Instant::now() < deadline,
+                "registry holds {} connections, expected {n}",
+                registry.len()
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// A connection thread that panics, on the real client stack size, still
+    /// removes its entry: the registry empties and `wait_empty` returns.
+    #[test]
+    fn panicking_thread_leaves_the_registry() {
+        let metrics = Arc::new(Metrics::default());
+        let registry = Arc::new(Registry::new(metrics.clone()));
+        registry
+            .spawn("ws", None, &Config::default(), || {
+                panic!("a bug in one connection (expected by this test)")
+            })
+            .unwrap();
+        assert!(
+            registry.wait_empty(WAIT),
+            "the panicked thread stayed registered"
+        );
+        assert_eq!(registry.len(), 0);
+        assert_eq!(metrics.connections.load(Ordering::Relaxed), 0);
+    }
+
+    /// A panic in one connection thread neither stops the others nor keeps
+    /// shutdown waiting: the survivor still answers, and once it ends the
+    /// registry is empty.
+    #[test]
+    fn other_threads_keep_running_after_a_panic() {
+        let metrics = Arc::new(Metrics::default());
+        let registry = Arc::new(Registry::new(metrics.clone()));
+        let (ping_tx, pong_rx) = steady(&registry);
+        let (panicking_tx, panicking_rx) = mpsc::channel::<()>();
+        registry
+            .spawn("ws", None, &Config::default(), move || {
+                // Panic only once the steady thread is known to be registered too.
+                panicking_rx.recv().unwrap();
+                panic!("a bug in one connection (expected by this test)");
+            })
+            .unwrap();
+        assert_eq!(registry.len(), 2);
+        panicking_tx.send(()).unwrap();
+        wait_len(&registry, 1);
+        assert_eq!(metrics.connections.load(Ordering::Relaxed), 1);
+
+        // The survivor still runs, and keeps shutdown waiting for it.
+        ping_tx.send(()).unwrap();
+        pong_rx
+            .recv_timeout(WAIT)
+            .expect("the steady thread answers");
+        assert!(!registry.wait_empty(Duration::from_millis(20)));
+
+        // Once it ends, the registry is empty and shutdown's joins return.
+        drop(ping_tx);
+        assert!(
+            registry.wait_empty(WAIT),
+            "the steady thread stayed registered"
+        );
+        assert_eq!(metrics.connections.load(Ordering::Relaxed), 0);
+        registry.abort_all_and_join();
+    }
+
+    /// `abort_all_and_join` wakes a thread blocked reading its socket, and returns
+    /// even though that thread then panics.
+    #[test]
+    fn abort_all_and_join_survives_a_panicked_thread() {
+        use std::io::Read;
+        let registry = Arc::new(Registry::new(Arc::new(Metrics::default())));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server_side, _) = listener.accept().unwrap();
+        // Bounds the test if the shutdown never comes: the read then times out.
+        server_side.set_read_timeout(Some(WAIT)).unwrap();
+        let socket = Arc::new(server_side);
+        let (read_tx, read_rx) = mpsc::channel();
+        let reader = socket.clone();
+        registry
+            .spawn("ws", Some(socket), &Config::default(), move || {
+                let read = (&*reader).read(&mut [0u8; 16]).map_err(|e| e.kind());
+                read_tx.send(read).unwrap();
+                panic!("woken from read (expected by this test)");
+            })
+            .unwrap();
+        registry.abort_all_and_join();
+        // Woken by the shutdown (end of stream), not by the read timeout.
+        assert_eq!(read_rx.try_recv(), Ok(Ok(0)));
+        assert!(registry.wait_empty(Duration::ZERO));
+        drop(client);
+    }
+}
