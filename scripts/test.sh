@@ -12,10 +12,12 @@
 #
 # The browser part installs what it needs: `npm ci` in tests/browser when
 # node_modules is missing or older than package-lock.json, and Debian's chromium
-# with apt-get when /usr/bin/chromium is missing and we are root. Otherwise it stops
-# and says how to install it. Playwright never downloads a browser here.
+# with apt-get when /usr/bin/chromium is missing and we are root, and the same for
+# nginx-light and openssl (the TLS proxy check). Otherwise it stops and says how to
+# install them. Playwright never downloads a browser here.
 #
-# Environment: SKIP_BROWSER=1 skips step 2; CHROMIUM_PATH names another Chromium;
+# Environment: SKIP_BROWSER=1 skips step 2; CHROMIUM_PATH names another Chromium,
+# NGINX_PATH another nginx;
 # CARGO_TARGET_DIR is honoured when finding the release binary.
 #
 # This script starts no long-running process of its own, so it has none to clean up.
@@ -66,7 +68,22 @@ if [[ ! -x "$CHROMIUM" ]]; then
     fi
 fi
 
+# nginx and openssl run the README's TLS proxy snippet in front of the server.
+NGINX="${NGINX_PATH:-/usr/sbin/nginx}"
+if [[ ! -x "$NGINX" ]] || ! command -v openssl >/dev/null; then
+    if [[ -z "${NGINX_PATH:-}" && "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+        step "apt-get install nginx-light openssl"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq nginx-light openssl >/dev/null
+        [[ -x "$NGINX" ]] || die "apt-get installed nginx-light but $NGINX is still missing"
+    else
+        die "no nginx at $NGINX or no openssl: install them (Debian/Ubuntu: sudo apt-get install nginx-light openssl), set NGINX_PATH, or run with SKIP_BROWSER=1"
+    fi
+fi
+
 step "browser test (tests/browser/e2e.mjs)"
 TICKCAST_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/tickcast" \
     CHROMIUM_PATH="$CHROMIUM" \
+    NGINX_PATH="$NGINX" \
     node "$BROWSER_DIR/e2e.mjs"

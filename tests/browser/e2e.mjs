@@ -18,8 +18,12 @@
 //      screenshot is saved to target/browser/page-sse.png);
 //   6. `?transport=sse` uses Server-Sent Events from the start: connected, ticking,
 //      echo disabled, and no WebSocket ever opened;
-//   7. the page raised no uncaught JavaScript error;
-//   8. the server exits with status 0 on SIGTERM (graceful shutdown).
+//   7. the page works behind the README's nginx snippet with TLS
+//      (scripts/nginx/tickcast.conf, run by nginx.mjs with a self-signed
+//      certificate): connected over wss:// on the proxy's port, ticking, echoing,
+//      and streaming Server-Sent Events through it;
+//   8. the page raised no uncaught JavaScript error;
+//   9. the server exits with status 0 on SIGTERM (graceful shutdown).
 //
 // How: it starts the binary on port 0 for both listeners, reads the page URL the
 // server logs on stderr, and drives Debian's Chromium through playwright-core (no
@@ -30,6 +34,7 @@
 // Environment:
 //   TICKCAST_BIN   the binary to test (default: ../../target/release/tickcast)
 //   CHROMIUM_PATH  the browser (default: /usr/bin/chromium)
+//   NGINX_PATH     nginx for the TLS proxy check (default: /usr/sbin/nginx)
 //   RUST_LOG       passed to the server (default: info; the page URL is an info line)
 //
 // The last line printed is `browser: N passed, N failed` (plus `, N skipped` when
@@ -41,6 +46,7 @@ import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { startNginx } from "./nginx.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, "../..");
@@ -330,6 +336,48 @@ async function main() {
       const fallbacks = await sse.locator("#log li", { hasText: "falling back" }).count();
       if (fallbacks > 0) throw new Error(`the log says it fell back (${fallbacks} line(s))`);
       await sse.close();
+    });
+
+    await check("page works behind nginx with TLS (wss:// and SSE)", [], async () => {
+      // The README's nginx snippet in front of this server, on a free port with a
+      // self-signed certificate: the page must find the WebSocket at wss:// on the
+      // proxy's port (from the /config.json nginx answers), tick, echo, and also
+      // stream Server-Sent Events through the proxy without buffering.
+      const wsUrl = server.output().match(/WebSocket: ws:\/\/[^:]+:(\d+)/);
+      if (!wsUrl) throw new Error("server did not log `WebSocket: ws://...`");
+      const proxy = await startNginx({
+        snippetPath: path.join(REPO, "scripts/nginx/tickcast.conf"),
+        wsPort: Number(wsUrl[1]),
+        httpPort: Number(new URL(url).port),
+        timeoutMs: WAIT_TIMEOUT_MS,
+      });
+      const tls = await browser.newContext({ ignoreHTTPSErrors: true, locale: "en-US" });
+      tls.setDefaultTimeout(WAIT_TIMEOUT_MS);
+      tls.setDefaultNavigationTimeout(WAIT_TIMEOUT_MS);
+      try {
+        const page = await tls.newPage();
+        page.on("pageerror", (e) => pageErrors.push(`${proxy.url}: ${e.message}`));
+        await page.goto(proxy.url);
+        await waitConnected(page);
+        const wss = `wss://localhost:${new URL(proxy.url).port}/echo`;
+        await page.locator("#log li.ok", { hasText: `connected to ${wss}` }).waitFor();
+        await waitClockTicks(page);
+        const message = `through nginx ${process.pid}`;
+        await page.locator("#echo-input").fill(message);
+        await page.locator("#echo-input").press("Enter");
+        await page.locator("#log li.echo", { hasText: `echo: ${message}` }).waitFor();
+
+        const sse = await tls.newPage();
+        sse.on("pageerror", (e) => pageErrors.push(`${proxy.url}?transport=sse: ${e.message}`));
+        await sse.goto(`${proxy.url}?transport=sse`);
+        await waitServerSentEvents(sse);
+        await waitClockTicks(sse);
+      } catch (e) {
+        throw new Error(`${e.message}\n--- nginx ---\n${await proxy.log()}`);
+      } finally {
+        await tls.close();
+        await proxy.stop();
+      }
     });
 
     await check("no uncaught page errors", [], async () => {
