@@ -93,6 +93,19 @@ where
     I: IntoIterator,
     I::Item: Into<OsString>,
 {
+    parse_args_resolving(args, resolve)
+}
+
+/// [`parse_args`] with the host-name lookup for `ADDR` values passed in, so the
+/// fuzz targets can parse without touching the system resolver (see `fuzzing`).
+pub(crate) fn parse_args_resolving<I>(
+    args: I,
+    resolve: fn(&str) -> Option<SocketAddr>,
+) -> Result<Command, UsageError>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
     let mut config = Config::default();
     let mut publish_stdin = false;
     let mut args = args.into_iter().map(Into::into);
@@ -116,13 +129,13 @@ where
         match flag.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
-            "--ws-addr" => config.ws_addr = parse_addr(&flag, &value()?)?,
+            "--ws-addr" => config.ws_addr = parse_addr(&flag, &value()?, resolve)?,
             "--http-addr" => {
                 let v = value()?;
                 config.http_addr = if v == "off" {
                     None
                 } else {
-                    Some(parse_addr(&flag, &v)?)
+                    Some(parse_addr(&flag, &v, resolve)?)
                 };
             }
             "--interval" => {
@@ -145,7 +158,7 @@ where
             "--allowed-origin" => config.allowed_origins.push(value()?),
             "--stdin" | "--publish-stdin" => publish_stdin = true,
             "--flash-policy-addr" => {
-                config.flash_policy_addr = Some(parse_addr(&flag, &value()?)?);
+                config.flash_policy_addr = Some(parse_addr(&flag, &value()?, resolve)?);
             }
             "--flash-policy-allow" => {
                 let v = value()?;
@@ -178,9 +191,11 @@ where
                 let v = value()?;
                 config.max_backlog = parse_size(&v).map_err(|e| flag_error(&flag, &v, &e))?;
             }
+            // Escaped: the message must stay one line, with no raw control bytes.
             other if other.starts_with('-') => {
                 return Err(UsageError(format!(
-                    "unknown flag {other} (see --help for the list)"
+                    "unknown flag {} (see --help for the list)",
+                    other.escape_debug()
                 )))
             }
             other => {
@@ -196,17 +211,24 @@ where
     })
 }
 
+/// Names such as `localhost:8080` resolve through the system resolver.
+fn resolve(value: &str) -> Option<SocketAddr> {
+    value.to_socket_addrs().ok().and_then(|mut a| a.next())
+}
+
 fn flag_error(flag: &str, value: &str, why: &str) -> UsageError {
     UsageError(format!("{flag}: invalid value {value:?}: {why}"))
 }
 
-fn parse_addr(flag: &str, value: &str) -> Result<SocketAddr, UsageError> {
+fn parse_addr(
+    flag: &str,
+    value: &str,
+    resolve: fn(&str) -> Option<SocketAddr>,
+) -> Result<SocketAddr, UsageError> {
     if let Ok(addr) = value.parse() {
         return Ok(addr);
     }
-    // Names such as localhost:8080 resolve through the system resolver.
-    let resolved = value.to_socket_addrs().ok().and_then(|mut a| a.next());
-    resolved.ok_or_else(|| {
+    resolve(value).ok_or_else(|| {
         flag_error(
             flag,
             value,
@@ -222,6 +244,7 @@ fn parse_addr(flag: &str, value: &str) -> Result<SocketAddr, UsageError> {
 /// A message saying what is accepted, for a missing unit, a bad number or zero.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     const ACCEPTED: &str = "expected a number and a unit (ms, s, m), e.g. 250ms or 1s";
+    const RANGE: &str = "must be more than 0 and at most a day";
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .ok_or_else(|| ACCEPTED.to_string())?;
@@ -235,9 +258,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     };
     let seconds = number * seconds_per_unit;
     if !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0) {
-        return Err("must be more than 0 and at most a day".to_string());
+        return Err(RANGE.to_string());
     }
-    Ok(Duration::from_secs_f64(seconds))
+    // Below half a nanosecond, a positive number still rounds to zero.
+    let duration = Duration::from_secs_f64(seconds);
+    if duration.is_zero() {
+        return Err(RANGE.to_string());
+    }
+    Ok(duration)
 }
 
 /// Parses a byte count such as `65536`, `64KiB`, `1MiB` or `1M`.
@@ -296,6 +324,15 @@ mod tests {
         }
     }
 
+    /// Found by the `cli` fuzz property: a positive number too small for a
+    /// nanosecond was accepted as a zero duration.
+    #[test]
+    fn durations_that_round_to_zero_are_refused() {
+        assert!(parse_duration("0.0000000001s").is_err());
+        assert!(parse_duration("0.0000001ms").is_err());
+        assert_eq!(parse_duration("0.000000001s"), Ok(Duration::from_nanos(1)));
+    }
+
     #[test]
     fn sizes() {
         assert_eq!(parse_size("65536"), Ok(65536));
@@ -350,6 +387,16 @@ mod tests {
         assert!(error(&["--max-clients", "0"]).contains("--max-clients"));
         assert!(error(&["--ws-addr", "nowhere"]).contains("--ws-addr"));
         assert!(error(&["stray"]).contains("stray"));
+    }
+
+    /// Found by the `cli` fuzz target: an unknown flag was echoed raw, so a newline
+    /// or a terminal escape in it broke the one-line error.
+    #[test]
+    fn unknown_flags_are_escaped_into_one_line() {
+        let err = error(&["--bo\ngus\u{1b}[31m"]);
+        assert!(!err.chars().any(char::is_control), "{err:?}");
+        assert!(err.contains(r"--bo\ngus\u{1b}[31m"), "{err}");
+        assert!(error(&["--bogus"]).contains("unknown flag --bogus "));
     }
 
     #[test]

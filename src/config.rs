@@ -179,7 +179,7 @@ impl Config {
         if self.max_message_size == 0 {
             return invalid("--max-message-size must be at least 1 byte".into());
         }
-        if self.max_backlog < self.max_message_size + MAX_FRAME_HEADER {
+        if self.max_backlog < self.max_message_size.saturating_add(MAX_FRAME_HEADER) {
             return invalid(format!(
                 "--max-backlog ({} bytes) must be at least --max-message-size ({} bytes) plus \
                  {MAX_FRAME_HEADER}, so that echoing the largest message cannot cut a client off",
@@ -225,8 +225,9 @@ impl Config {
         if let Some(dir) = &self.public_dir {
             if !dir.is_dir() {
                 return invalid(format!(
-                    "--public {}: not a directory; point it at a folder holding index.html",
-                    dir.display()
+                    // Debug formatting escapes control characters: one line, whatever the path.
+                    "--public {:?}: not a directory; point it at a folder holding index.html",
+                    dir.display().to_string()
                 ));
             }
         }
@@ -251,6 +252,26 @@ mod tests {
         };
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("--max-backlog"), "{err}");
+    }
+
+    #[test]
+    fn huge_message_size_is_refused_without_overflow() {
+        let config = Config {
+            max_message_size: usize::MAX,
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("--max-backlog"), "{err}");
+    }
+
+    #[test]
+    fn public_dir_error_stays_on_one_line() {
+        let config = Config {
+            public_dir: Some("/no/such\ndir\u{1b}[31m".into()),
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(!err.contains('\n') && !err.contains('\u{1b}'), "{err}");
     }
 
     #[test]

@@ -51,7 +51,9 @@ pub fn parse_allow(value: &str) -> Result<(String, String), String> {
             "domain {domain:?}: use a host name, an IP address, or * wildcards"
         ));
     }
-    let port_ok = |p: &str| p.parse::<u16>().is_ok_and(|p| p > 0);
+    // Digits only: `u16::from_str` would also take a sign (`+80`).
+    let port_ok =
+        |p: &str| p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|p| p > 0);
     let ports_ok = ports == "*"
         || ports.split(',').all(|part| match part.split_once('-') {
             Some((a, b)) => {
@@ -222,6 +224,15 @@ mod tests {
             "x:2000-1000",
             "<x>:80",
         ] {
+            assert!(parse_allow(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Found by the `flash_policy_allow` fuzz target: a signed port passed
+    /// `u16::from_str` and went into the policy document as `+80`.
+    #[test]
+    fn signed_ports_are_refused() {
+        for bad in ["x:+80", "x:80,+443", "x:+1-2", "x:1-+2"] {
             assert!(parse_allow(bad).is_err(), "{bad}");
         }
     }

@@ -21,17 +21,34 @@ pub struct LinesPublished {
 }
 
 /// Broadcasts every line of `reader` (without its `\n` or `\r\n`) until end of
-/// input. Lines longer than `max_line` bytes are cut at that length, so one
-/// endless line cannot fill memory.
+/// input. Lines longer than `max_line` bytes are cut to at most that length (before
+/// a character the cut would split), so one endless line cannot fill memory.
 ///
 /// # Errors
 ///
 /// A read error from `reader`. Returns `Ok` at end of input, and also as soon as
 /// the server has stopped ([`Error::Stopped`] is not an error here).
 pub fn publish_lines(
-    mut reader: impl BufRead,
+    reader: impl BufRead,
     publisher: &Publisher,
     max_line: usize,
+) -> io::Result<LinesPublished> {
+    read_lines(reader, max_line, |text| {
+        match publisher.publish_line(text) {
+            Ok(()) => Ok(true),
+            Err(Error::Stopped) => Ok(false),
+            Err(e) => Err(io::Error::other(e.to_string())),
+        }
+    })
+}
+
+/// The loop of [`publish_lines`], with what to do with each line passed in as
+/// `each`, which returns whether it took the line (`false`: stop here). Separate so
+/// the line splitting can be tested and fuzzed without a running server.
+pub(crate) fn read_lines(
+    mut reader: impl BufRead,
+    max_line: usize,
+    mut each: impl FnMut(&str) -> io::Result<bool>,
 ) -> io::Result<LinesPublished> {
     let mut summary = LinesPublished::default();
     let mut buf = Vec::new();
@@ -46,8 +63,14 @@ pub fn publish_lines(
         }
         let ended = buf.last() == Some(&b'\n');
         if !ended && buf.len() > max_line {
-            // Cut the line and skip the rest of it.
-            buf.truncate(max_line);
+            // Cut the line and skip the rest of it. Back up over UTF-8 continuation
+            // bytes (0b10xx_xxxx, at most 3 per character) so the cut never splits
+            // a character: valid text stays valid.
+            let mut cut = max_line;
+            while cut > 0 && max_line - cut < 3 && buf[cut] & 0xc0 == 0x80 {
+                cut -= 1;
+            }
+            buf.truncate(cut);
             skip_rest_of_line(&mut reader)?;
         }
         while matches!(buf.last(), Some(b'\n' | b'\r')) {
@@ -57,11 +80,10 @@ pub fn publish_lines(
         if matches!(text, std::borrow::Cow::Owned(_)) {
             summary.invalid_utf8 += 1;
         }
-        match publisher.publish_line(&text) {
-            Ok(()) => summary.lines += 1,
-            Err(Error::Stopped) => return Ok(summary),
-            Err(e) => return Err(io::Error::other(e.to_string())),
+        if !each(&text)? {
+            return Ok(summary);
         }
+        summary.lines += 1;
     }
 }
 
@@ -77,5 +99,40 @@ fn skip_rest_of_line(reader: &mut impl BufRead) -> io::Result<()> {
         }
         let len = available.len();
         reader.consume(len);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8], max_line: usize) -> (Vec<String>, LinesPublished) {
+        let mut lines = Vec::new();
+        let summary = read_lines(input, max_line, |text| {
+            lines.push(text.to_string());
+            Ok(true)
+        })
+        .unwrap();
+        (lines, summary)
+    }
+
+    #[test]
+    fn line_endings_are_dropped_and_long_lines_cut() {
+        let (got, summary) = lines(b"one\r\ntoo long\nbad \xff\nlast", 5);
+        assert_eq!(got, ["one", "too l", "bad \u{fffd}", "last"]);
+        assert_eq!(summary.lines, 4);
+        assert_eq!(summary.invalid_utf8, 1);
+    }
+
+    /// Found by the `lines` fuzz target: a cut inside a multi-byte character sent
+    /// U+FFFD and counted valid text as invalid UTF-8.
+    #[test]
+    fn cuts_fall_between_characters() {
+        // 日 and 本 are 3 bytes each, 🎉 is 4.
+        let (got, summary) = lines("日本語\nab🎉\n🎉🎉\n".as_bytes(), 5);
+        assert_eq!(got, ["日", "ab", "🎉"]);
+        assert_eq!(summary.invalid_utf8, 0);
+        // A character longer than the limit leaves nothing before it.
+        assert_eq!(lines("🎉x".as_bytes(), 3).0, [""]);
     }
 }

@@ -122,14 +122,18 @@ pub fn json_string(text: &str) -> String {
 
 /// One Server-Sent Events message: `id`, an optional `event` name, and the text as
 /// `data` (one `data:` line per line of text, as the SSE format requires).
+///
+/// A line of text ends at `\r\n`, `\n` or a bare `\r`, because that is where an
+/// `EventSource` ends it: text after an unsplit `\r` would be read as a field of its
+/// own (`id: …`, `event: …`). The browser sees every line ending as `\n`.
 pub fn sse_event(id: u64, event: Option<&str>, text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 40);
     let _ = writeln!(out, "id: {id}");
     if let Some(event) = event {
         let _ = writeln!(out, "event: {event}");
     }
-    for line in text.split('\n') {
-        let _ = writeln!(out, "data: {}", line.trim_end_matches('\r'));
+    for line in text.split("\r\n").flat_map(|l| l.split(['\r', '\n'])) {
+        let _ = writeln!(out, "data: {line}");
     }
     out.push('\n');
     out
@@ -236,6 +240,17 @@ mod tests {
             "id: 7\nevent: tick\ndata: {}\n\n"
         );
         assert_eq!(sse_event(8, None, "a\nb"), "id: 8\ndata: a\ndata: b\n\n");
+        assert_eq!(sse_event(8, None, "a\r\nb"), "id: 8\ndata: a\ndata: b\n\n");
+    }
+
+    /// Found by the `sse_event` fuzz target: a bare `\r` ends a line for the
+    /// browser, so published text could add its own `event:` or `id:` field.
+    #[test]
+    fn a_bare_carriage_return_cannot_start_a_field() {
+        assert_eq!(
+            sse_event(9, None, "a\revent: evil\rb"),
+            "id: 9\ndata: a\ndata: event: evil\ndata: b\n\n"
+        );
     }
 
     #[test]
