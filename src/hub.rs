@@ -23,6 +23,17 @@
 //! once per broadcast — and neither sink ever blocks. A client whose backlog
 //! overflows is cut off there and then, and announced as `too_slow`.
 //!
+//! Two things keep a broadcast cheap when there is a lot to send. Broadcasts that
+//! queued up while the previous one went out (ticks faster than a fan-out, a
+//! publisher in a loop) are joined into one buffer and written with one `send` per
+//! client, whole frames in order, so a hub that falls behind catches up instead of
+//! lagging further. And a broadcast to more than [`PARALLEL_FAN_OUT_MIN`] clients
+//! is split between the hub thread and short-lived scoped helper threads, one per
+//! extra core (`hub-fan-out`), because on loopback each `send` also does the
+//! receiving side's TCP work and one thread tops out at one core. Joins and leaves
+//! already queued are all handled before the next broadcast, so a newcomer never
+//! waits behind a stream of them.
+//!
 //! Presence notices are gathered for [`Config::presence_window`](crate::Config)
 //! after the first join or leave, then sent as one `join` notice and one `leave`
 //! notice per reason. So when 15,000 clients vanish at once the hub sends a few
@@ -94,6 +105,16 @@ impl Broadcast {
 /// How many broadcasts may wait for the hub before publishers block.
 pub(crate) const FRAME_QUEUE: usize = 1024;
 
+/// Most broadcasts joined into one write per client, when the hub has fallen
+/// behind (ticks faster than a fan-out, a publisher in a loop).
+const BROADCAST_BATCH: usize = 64;
+
+/// A batch stops growing once it holds this many bytes.
+const BROADCAST_BATCH_BYTES: usize = 64 << 10;
+
+/// Most joins and leaves handled in a row before the hub looks at broadcasts again.
+const EVENT_BATCH: usize = 1024;
+
 /// How the hub reaches one client.
 pub(crate) enum Sink {
     /// A WebSocket client: frames go into its outbox.
@@ -125,6 +146,55 @@ impl Sink {
     }
 }
 
+/// Below this many clients a broadcast is written by the hub thread alone: a
+/// thread start costs more than the sends it would share.
+const PARALLEL_FAN_OUT_MIN: usize = 1024;
+
+/// Stack of a fan-out helper thread: it only loops over sends.
+const FAN_OUT_STACK: usize = 64 << 10;
+
+/// What writing one message to a set of clients came to.
+#[derive(Default)]
+struct FanOut {
+    frames: u64,
+    bytes: u64,
+    /// Clients to remove, and why.
+    gone: Vec<(ClientId, LeaveReason)>,
+}
+
+impl FanOut {
+    fn merge(&mut self, other: FanOut) {
+        self.frames += other.frames;
+        self.bytes += other.bytes;
+        self.gone.extend(other.gone);
+    }
+}
+
+/// Writes `message` to each of `targets`, never blocking; runs on the hub thread
+/// or a fan-out helper.
+fn deliver_all(targets: &[(ClientId, &Sink)], message: &Encoded<'_>) -> FanOut {
+    let mut outcome = FanOut::default();
+    for &(id, sink) in targets {
+        match sink.send(message) {
+            Delivery::Accepted => {
+                outcome.frames += 1;
+                outcome.bytes += match (sink, &message.sse) {
+                    (Sink::Sse(_), Some(event)) => event.len(),
+                    _ => message.frame.len(),
+                } as u64;
+            }
+            Delivery::CutOff => outcome.gone.push((id, LeaveReason::TooSlow)),
+            // Closed by its own thread (a close frame went out) or failed: the sink
+            // knows why.
+            Delivery::Failed | Delivery::Closed => {
+                let reason = sink.closed_reason().unwrap_or(LeaveReason::Dropped);
+                outcome.gone.push((id, reason));
+            }
+        }
+    }
+    outcome
+}
+
 /// One connected client, as the hub sees it.
 struct Client {
     sink: Sink,
@@ -147,6 +217,8 @@ pub(crate) struct Hub {
     presence_window: Duration,
     heartbeat: Option<Heartbeat>,
     metrics: Arc<Metrics>,
+    /// How many threads share a large broadcast: the number of cores, at most 4.
+    fan_out_threads: usize,
 }
 
 /// When to ping next, and when the last ping went out.
@@ -185,6 +257,9 @@ impl Hub {
                 last_ping_ms: None,
             }),
             metrics,
+            fan_out_threads: std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(4),
         }
     }
 
@@ -193,7 +268,7 @@ impl Hub {
         // Sleep until an event or a broadcast arrives, or until the next deadline.
         // A disconnected channel means the server is gone.
         let forever = Duration::from_secs(365 * 24 * 3600);
-        loop {
+        'serve: loop {
             let next_deadline = [self.presence.due, self.heartbeat.as_ref().map(|h| h.next)]
                 .into_iter()
                 .flatten()
@@ -201,13 +276,39 @@ impl Hub {
             let wait =
                 next_deadline.map_or(forever, |d| d.saturating_duration_since(Instant::now()));
             select! {
-                recv(events_rx) -> event => match event {
-                    Ok(HubEvent::Join { sink, peer, id_tx }) => self.join(sink, peer, &id_tx),
-                    Ok(HubEvent::Leave { id, reason }) => self.remove(id, reason),
-                    Ok(HubEvent::Shutdown) | Err(_) => break,
+                recv(events_rx) -> event => {
+                    // Joins and leaves are cheap, and a client waits for its welcome:
+                    // take every one already queued before the next broadcast.
+                    let mut event = event;
+                    for _ in 0..EVENT_BATCH {
+                        match event {
+                            Ok(HubEvent::Join { sink, peer, id_tx }) => self.join(sink, peer, &id_tx),
+                            Ok(HubEvent::Leave { id, reason }) => self.remove(id, reason),
+                            Ok(HubEvent::Shutdown) | Err(_) => break 'serve,
+                        }
+                        match events_rx.try_recv() {
+                            Ok(next) => event = Ok(next),
+                            Err(_) => break,
+                        }
+                    }
                 },
                 recv(frames_rx) -> broadcast => match broadcast {
-                    Ok(b) => self.broadcast(&b.frame, b.event, &b.text),
+                    Ok(first) => {
+                        // Broadcasts that queued up while the last one went out go
+                        // out together: one write per client for all of them.
+                        let mut bytes = first.frame.len();
+                        let mut batch = vec![first];
+                        while batch.len() < BROADCAST_BATCH && bytes < BROADCAST_BATCH_BYTES {
+                            match frames_rx.try_recv() {
+                                Ok(next) => {
+                                    bytes += next.frame.len();
+                                    batch.push(next);
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        self.broadcast(&batch);
+                    }
                     Err(_) => break,
                 },
                 default(wait) => {}
@@ -335,29 +436,79 @@ impl Hub {
     }
 
     /// Sends one message to every client, both encodings made once.
-    fn broadcast(&mut self, frame: &[u8], event: Option<&str>, text: &str) {
-        let sse = (self.sse_clients > 0).then(|| self.sse_event(event, text));
-        if sse.is_none() {
-            self.next_event_id += 1;
-        }
-        self.send_to_all(&Encoded { frame, sse });
+    /// Sends broadcasts, in order, to every client, both encodings made once: the
+    /// frames of a batch are joined into one buffer, written with one `send` per
+    /// client. Every frame stays whole, so the bytes on the wire are the same as
+    /// if each had been sent alone.
+    fn broadcast(&mut self, batch: &[Broadcast]) {
+        let frames = match batch {
+            [one] => std::borrow::Cow::Borrowed(&one.frame[..]),
+            _ => std::borrow::Cow::Owned(
+                batch.iter().flat_map(|b| b.frame.iter().copied()).collect(),
+            ),
+        };
+        let sse = if self.sse_clients > 0 {
+            let mut chunks = Vec::new();
+            for b in batch {
+                chunks.extend_from_slice(&self.sse_event(b.event, &b.text));
+            }
+            Some(Arc::from(chunks))
+        } else {
+            self.next_event_id += batch.len() as u64;
+            None
+        };
+        self.send_to_all(&Encoded {
+            frame: &frames,
+            sse,
+        });
     }
 
     /// Writes to every client; cuts off the ones that cannot keep up.
+    ///
+    /// With many clients and more than one core, the list is split in
+    /// [`Hub::fan_out_threads`] parts written at the same time, the hub thread
+    /// taking the first part and short-lived scoped threads the others: each
+    /// `send` on loopback also runs the receiver's side of TCP in the sender's
+    /// thread, so one thread alone caps a broadcast at one core's worth of sends.
+    /// Each outbox has its own lock, so two writers never touch one socket.
     fn send_to_all(&mut self, message: &Encoded<'_>) {
-        let mut gone = Vec::new();
-        for (&id, client) in &self.clients {
-            match self.send(&client.sink, message) {
-                Delivery::Accepted => {}
-                Delivery::CutOff => gone.push((id, LeaveReason::TooSlow)),
-                // Closed by its own thread (a close frame went out) or failed: the
-                // sink knows why.
-                Delivery::Failed | Delivery::Closed => {
-                    let reason = client.sink.closed_reason();
-                    gone.push((id, reason.unwrap_or(LeaveReason::Dropped)));
-                }
+        let targets: Vec<(ClientId, &Sink)> =
+            self.clients.iter().map(|(&id, c)| (id, &c.sink)).collect();
+        let parts = if targets.len() >= PARALLEL_FAN_OUT_MIN {
+            self.fan_out_threads
+        } else {
+            1
+        };
+        let chunk = targets.len().div_ceil(parts).max(1);
+        let mut chunks = targets.chunks(chunk);
+        let first = chunks.next().unwrap_or_default();
+        let mut outcome = std::thread::scope(|scope| {
+            let helpers: Vec<_> = chunks
+                .filter_map(|part| {
+                    std::thread::Builder::new()
+                        .name("hub-fan-out".into())
+                        .stack_size(FAN_OUT_STACK)
+                        .spawn_scoped(scope, move || deliver_all(part, message))
+                        .ok()
+                        .map(|handle| (part, handle))
+                })
+                .collect();
+            let mut outcome = deliver_all(first, message);
+            for (part, handle) in helpers {
+                // A helper that panicked wrote what it wrote; write its part here so
+                // nobody misses the message.
+                let theirs = handle.join().unwrap_or_else(|_| deliver_all(part, message));
+                outcome.merge(theirs);
             }
-        }
+            outcome
+        });
+        self.metrics
+            .frames_sent
+            .fetch_add(outcome.frames, Ordering::Relaxed);
+        self.metrics
+            .bytes_sent
+            .fetch_add(outcome.bytes, Ordering::Relaxed);
+        let gone = std::mem::take(&mut outcome.gone);
         for (id, reason) in gone {
             if reason == LeaveReason::TooSlow {
                 self.metrics.backlog_cutoffs.fetch_add(1, Ordering::Relaxed);
@@ -402,7 +553,7 @@ impl Hub {
                 .collect();
             if !ids.is_empty() {
                 let text = protocol::leave(&ids, self.clients.len(), reason);
-                self.broadcast(&protocol::text_frame(text.clone()), Some("leave"), &text);
+                self.broadcast(&[Broadcast::new(Some("leave"), text)]);
             }
         }
     }
