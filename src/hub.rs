@@ -27,7 +27,7 @@
 //! queued up while the previous one went out (ticks faster than a fan-out, a
 //! publisher in a loop) are joined into one buffer and written with one `send` per
 //! client, whole frames in order, so a hub that falls behind catches up instead of
-//! lagging further. And a broadcast to more than [`PARALLEL_FAN_OUT_MIN`] clients
+//! lagging further. And a broadcast to more than `PARALLEL_FAN_OUT_MIN` (1,024) clients
 //! is split between the hub thread and short-lived scoped helper threads, one per
 //! extra core (`hub-fan-out`), because on loopback each `send` also does the
 //! receiving side's TCP work and one thread tops out at one core. Joins and leaves
