@@ -42,11 +42,10 @@
 
 import { spawn } from "node:child_process";
 import { mkdir } from "node:fs/promises";
-import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { startNginx } from "./nginx.mjs";
+import { freePort, startNginx } from "./nginx.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, "../..");
@@ -206,18 +205,6 @@ async function waitServerSentEvents(page) {
   await page.locator("#echo-note").waitFor({ state: "visible" });
 }
 
-/** A TCP port on 127.0.0.1 where nothing listens: one the OS hands out, then closed. */
-function closedPort() {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.on("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address();
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
 /** The same http:// or ws:// URL with 127.0.0.1 and localhost swapped. */
 function otherHostname(url) {
   const u = new URL(url);
@@ -295,7 +282,7 @@ async function main() {
     await check("page falls back to Server-Sent Events", [], async () => {
       // A WebSocket port where nothing listens, as behind a proxy that drops
       // WebSockets: the page's only way to the server is then /events.
-      const port = await closedPort();
+      const port = await freePort(); // handed out by the OS, then closed: nothing listens
       const sse = await context.newPage();
       sse.on("pageerror", (e) => pageErrors.push(`${url} (SSE fallback): ${e.message}`));
       const sockets = [];

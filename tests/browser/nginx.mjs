@@ -19,7 +19,7 @@ import path from "node:path";
 export const NGINX = process.env.NGINX_PATH || "/usr/sbin/nginx";
 
 /** A free TCP port on 127.0.0.1: one the OS hands out, then closed. */
-function freePort() {
+export function freePort() {
   return new Promise((resolve, reject) => {
     const probe = net.createServer();
     probe.on("error", reject);
