@@ -67,6 +67,8 @@ pub(crate) fn serve(socket: Arc<TcpStream>, peer: SocketAddr, shared: &Shared) {
         linger(&socket);
         return;
     };
+    // Free the one-shot channel now rather than hold it for the client's lifetime.
+    drop(id_rx);
 
     // From here on the hub must hear that we left, even if this thread panics.
     let mut leave = LeaveOnDrop {

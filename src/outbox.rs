@@ -9,12 +9,13 @@
 //!
 //! 1. **Frames never interleave.** Only the holder of the `writer` lock touches
 //!    the socket, and bytes leave in the order they were queued in `pending`.
-//! 2. **The hub never waits for a client.** The hub appends its frame to `pending`
-//!    and, if nobody is writing, sends what the kernel takes at once with
-//!    `MSG_DONTWAIT` (the socket itself stays blocking for the reader). What the
-//!    kernel does not take stays in `pending` and goes first next time. If the
-//!    client's own thread holds the `writer`, the hub just leaves its frame in
-//!    `pending`; that thread sends it before letting go.
+//! 2. **The hub never waits for a client.** If nobody is writing and nothing is
+//!    queued, the hub hands its frame straight to the kernel with `MSG_DONTWAIT`
+//!    (the socket itself stays blocking for the reader) — the common case, with no
+//!    copy and no buffer kept per client. Only what the kernel does not take is
+//!    copied into `pending`, to go first next time. If the client's own thread
+//!    holds the `writer`, the hub just leaves its frame in `pending`; that thread
+//!    sends it before letting go.
 //!
 //! The client's own thread, by contrast, *may* block on its own writes: an echo
 //! of a 16 MiB message waits until the client has read it. That is the natural
@@ -86,9 +87,6 @@ pub(crate) enum Delivery {
     Closed,
 }
 
-/// Don't keep a large allocation around after a burst has drained.
-const KEEP_PENDING_CAPACITY: usize = 16 << 10;
-
 impl Outbox {
     pub(crate) fn new(socket: Arc<TcpStream>, max_backlog: usize) -> Outbox {
         Outbox {
@@ -124,23 +122,39 @@ impl Outbox {
     /// Queues `bytes` (whole frames, or an HTTP response) and sends what the
     /// socket takes right now. Never blocks: this is the hub's way in.
     pub(crate) fn write(&self, bytes: &[u8]) -> Delivery {
-        {
-            let mut state = self.state();
-            if state.closed.is_some() {
-                return Delivery::Closed;
-            }
-            if state.pending.len() + bytes.len() > self.max_backlog {
-                log::debug!(
-                    "{}: backlog would pass {} bytes, cutting the client off",
-                    peer(&self.socket),
-                    self.max_backlog
-                );
-                self.hang_up(&mut state, LeaveReason::TooSlow);
-                return Delivery::CutOff;
-            }
-            state.pending.extend_from_slice(bytes);
+        // The writer lock first, then `state`: the same order as every other path.
+        let writer = self.try_writer();
+        let mut state = self.state();
+        if state.closed.is_some() {
+            return Delivery::Closed;
         }
-        self.try_flush()
+        if state.pending.len() + bytes.len() > self.max_backlog {
+            log::debug!(
+                "{}: backlog would pass {} bytes, cutting the client off",
+                peer(&self.socket),
+                self.max_backlog
+            );
+            self.hang_up(&mut state, LeaveReason::TooSlow);
+            return Delivery::CutOff;
+        }
+        if writer.is_none() || !state.pending.is_empty() {
+            // Someone else is writing (they send `pending` before letting go), or
+            // older bytes must go first.
+            state.pending.extend_from_slice(bytes);
+            return match writer {
+                Some(_writer) => self.flush_pending(&mut state),
+                None => Delivery::Accepted,
+            };
+        }
+        // Nothing queued: straight from the caller's buffer to the kernel. Only a
+        // remainder the kernel could not take is copied.
+        match send_nonblocking(&self.socket, bytes) {
+            Ok(sent) => {
+                state.pending.extend_from_slice(&bytes[sent..]);
+                Delivery::Accepted
+            }
+            Err(_) => self.fail(&mut state),
+        }
     }
 
     /// Writes `bytes` after everything queued, blocking until the kernel has taken
@@ -182,12 +196,14 @@ impl Outbox {
     /// Sends what the socket takes of `pending` now, unless someone else is writing
     /// (they will send it). Never blocks.
     pub(crate) fn try_flush(&self) -> Delivery {
-        let _writer = match self.writer.try_lock() {
-            Ok(guard) => guard,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => return Delivery::Accepted,
+        let Some(_writer) = self.try_writer() else {
+            return Delivery::Accepted;
         };
-        let mut state = self.state();
+        self.flush_pending(&mut self.state())
+    }
+
+    /// Sends what the socket takes of `pending` now. The caller holds the writer.
+    fn flush_pending(&self, state: &mut State) -> Delivery {
         if state.pending.is_empty() {
             return if state.closed.is_some() {
                 Delivery::Closed
@@ -199,16 +215,16 @@ impl Outbox {
             Ok(sent) => {
                 state.pending.drain(..sent);
                 if state.pending.is_empty() {
-                    if state.pending.capacity() > KEEP_PENDING_CAPACITY {
-                        state.pending = Vec::new();
-                    }
+                    // A backlog is the exception: give its memory back rather than
+                    // keep a buffer for every client.
+                    state.pending = Vec::new();
                     if state.finish_after_flush {
-                        self.finish(&mut state);
+                        self.finish(state);
                     }
                 }
                 Delivery::Accepted
             }
-            Err(_) => self.fail(&mut state),
+            Err(_) => self.fail(state),
         }
     }
 
@@ -289,6 +305,15 @@ impl Outbox {
 
     fn writer(&self) -> MutexGuard<'_, ()> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The writer lock if nobody holds it, without waiting.
+    fn try_writer(&self) -> Option<MutexGuard<'_, ()>> {
+        match self.writer.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
     }
 }
 
@@ -384,5 +409,71 @@ impl Write for ClientStream {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    fn pending_len(outbox: &Outbox) -> usize {
+        outbox.state().pending.len()
+    }
+
+    /// Bytes the kernel could not take at once wait in `pending` and still reach
+    /// the client whole and in order, ahead of anything written after them.
+    #[test]
+    fn a_backlog_drains_in_order_once_the_client_reads() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let outbox = Outbox::new(Arc::new(server), 64 << 20);
+
+        // Numbered records, written while nobody reads, until some are queued.
+        let mut expected = Vec::new();
+        let mut record = 0u32;
+        while pending_len(&outbox) == 0 {
+            let bytes = format!("record {record:08}\n").repeat(8).into_bytes();
+            assert_eq!(outbox.write(&bytes), Delivery::Accepted);
+            expected.extend_from_slice(&bytes);
+            record += 1;
+            assert!(record < 1_000_000, "the socket never filled up");
+        }
+        // More after the backlog formed: these must queue behind it.
+        for _ in 0..100 {
+            let bytes = format!("record {record:08}\n").repeat(8).into_bytes();
+            assert_eq!(outbox.write(&bytes), Delivery::Accepted);
+            expected.extend_from_slice(&bytes);
+            record += 1;
+        }
+
+        let total = expected.len();
+        // A lost byte must fail the test, not hang it.
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut received = vec![0; total];
+            (&client).read_exact(&mut received).map(|()| received)
+        });
+        while pending_len(&outbox) > 0 {
+            assert_eq!(outbox.try_flush(), Delivery::Accepted);
+            std::thread::yield_now();
+        }
+        let received = reader
+            .join()
+            .unwrap()
+            .expect("the client got fewer bytes than were written");
+        assert!(
+            received == expected,
+            "bytes arrived out of order or changed"
+        );
+        assert_eq!(
+            outbox.state().pending.capacity(),
+            0,
+            "the drained backlog's memory is kept"
+        );
     }
 }
