@@ -41,8 +41,12 @@ use crate::protocol::{self, ClientId, LeaveReason};
 const LINGER: Duration = Duration::from_secs(2);
 
 /// Runs one client connection to the end. Called on the client's own thread.
-pub(crate) fn serve(socket: Arc<TcpStream>, peer: SocketAddr, shared: &Shared) {
-    let outbox = Arc::new(Outbox::new(socket.clone(), shared.config.max_backlog));
+pub(crate) fn serve(
+    socket: Arc<TcpStream>,
+    outbox: Arc<Outbox>,
+    peer: SocketAddr,
+    shared: &Shared,
+) {
     let Some(leftover) = handshake(&socket, &outbox, shared) else {
         return;
     };
