@@ -28,8 +28,8 @@
 //! publisher in a loop) are joined into one buffer and written with one `send` per
 //! client, whole frames in order, so a hub that falls behind catches up instead of
 //! lagging further. And a broadcast to more than `PARALLEL_FAN_OUT_MIN` (1,024) clients
-//! is split between the hub thread and short-lived scoped helper threads, one per
-//! extra core (`hub-fan-out`), because on loopback each `send` also does the
+//! is shared between the hub thread and short-lived scoped helper threads, one per
+//! extra core (`hub-fan-out`), each taking the next 64 clients until none are left, because on loopback each `send` also does the
 //! receiving side's TCP work and one thread tops out at one core. Joins and leaves
 //! already queued are all handled before the next broadcast, so a newcomer never
 //! waits behind a stream of them.
@@ -41,7 +41,9 @@
 //!
 //! Every `--heartbeat` interval the hub pings every WebSocket client (one encoded
 //! ping frame for all) and cuts off, with reason `timeout`, each one that has sent
-//! nothing since the previous ping; browsers answer pings by themselves. SSE
+//! nothing since the previous ping; browsers answer pings by themselves. The pings
+//! go out a sixteenth of the clients at a time, spread over the interval, so their
+//! answers never arrive all together. SSE
 //! clients cannot answer, so they get a `: heartbeat` comment that keeps proxies
 //! from closing the stream.
 //!
@@ -53,7 +55,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -170,6 +172,95 @@ impl FanOut {
     }
 }
 
+/// Clients a fan-out thread takes at a time: a few hundred microseconds of sends.
+/// Small enough that a thread which loses its core leaves little for the others to
+/// wait on; large enough that taking a slice costs nothing next to its sends.
+const FAN_OUT_SLICE: usize = 64;
+
+/// One broadcast's clients, handed out a slice at a time to whichever fan-out
+/// thread asks next.
+struct Slices<'a, 's> {
+    targets: &'a [(ClientId, &'s Sink)],
+    /// Where the next slice starts.
+    next: AtomicUsize,
+}
+
+impl Slices<'_, '_> {
+    /// The slice that starts at `start`, if there is one.
+    fn get(&self, start: usize) -> Option<&[(ClientId, &Sink)]> {
+        let end = start.saturating_add(FAN_OUT_SLICE).min(self.targets.len());
+        self.targets.get(start..end)
+    }
+
+    /// Takes slices and writes `message` to them until none are left, noting in
+    /// `current` where the slice being written starts.
+    fn deliver(&self, message: &Encoded<'_>, current: &AtomicUsize) -> FanOut {
+        let mut outcome = FanOut::default();
+        loop {
+            let start = self.next.fetch_add(FAN_OUT_SLICE, Ordering::Relaxed);
+            let Some(part) = self.get(start).filter(|part| !part.is_empty()) else {
+                break;
+            };
+            current.store(start, Ordering::Relaxed);
+            outcome.merge(deliver_all(part, message));
+        }
+        current.store(usize::MAX, Ordering::Relaxed);
+        outcome
+    }
+}
+
+/// Writes `message` to each of `targets` and says what came of it.
+///
+/// With many clients and more than one core, `threads` threads write at the same
+/// time — the calling (hub) thread and short-lived scoped helpers — each taking
+/// the next [`FAN_OUT_SLICE`] clients until none are left: each `send` on loopback
+/// also runs the receiver's side of TCP in the sender's thread, so one thread
+/// alone caps a broadcast at one core's worth of sends. Slices rather than fixed
+/// halves, so that a thread which loses its core for a while (to another process)
+/// does not leave the others waiting for its half. Each outbox has its own lock,
+/// so two writers never touch one socket.
+fn fan_out(targets: &[(ClientId, &Sink)], message: &Encoded<'_>, threads: usize) -> FanOut {
+    let helpers = if targets.len() >= PARALLEL_FAN_OUT_MIN {
+        threads - 1
+    } else {
+        0
+    };
+    let slices = Slices {
+        targets,
+        next: AtomicUsize::new(0),
+    };
+    // The slice each helper is writing, so that the hub can finish it if the
+    // helper panics. `usize::MAX`: none.
+    let current: Vec<AtomicUsize> = (0..helpers).map(|_| AtomicUsize::new(usize::MAX)).collect();
+    std::thread::scope(|scope| {
+        let running: Vec<_> = current
+            .iter()
+            .filter_map(|slot| {
+                std::thread::Builder::new()
+                    .name("hub-fan-out".into())
+                    .stack_size(FAN_OUT_STACK)
+                    .spawn_scoped(scope, || slices.deliver(message, slot))
+                    .ok()
+                    .map(|handle| (slot, handle))
+            })
+            .collect();
+        let mut outcome = slices.deliver(message, &AtomicUsize::new(usize::MAX));
+        for (slot, handle) in running {
+            match handle.join() {
+                Ok(theirs) => outcome.merge(theirs),
+                // A helper that panicked wrote what it wrote; write the slice it
+                // was on here so nobody misses the message.
+                Err(_) => {
+                    if let Some(part) = slices.get(slot.load(Ordering::Relaxed)) {
+                        outcome.merge(deliver_all(part, message));
+                    }
+                }
+            }
+        }
+        outcome
+    })
+}
+
 /// Writes `message` to each of `targets`, never blocking; runs on the hub thread
 /// or a fan-out helper.
 fn deliver_all(targets: &[(ClientId, &Sink)], message: &Encoded<'_>) -> FanOut {
@@ -221,12 +312,29 @@ pub(crate) struct Hub {
     fan_out_threads: usize,
 }
 
-/// When to ping next, and when the last ping went out.
+/// The heartbeat pings one of this many groups of clients at a time (a client's
+/// group is its id modulo this), one group every `--heartbeat / HEARTBEAT_GROUPS`.
+/// Pinging everyone at once would bring every answer back at once: 10,000 pongs
+/// waking 10,000 threads in the same few milliseconds, and whatever broadcast
+/// falls in that moment reaching its clients late.
+const HEARTBEAT_GROUPS: u64 = 16;
+
+/// Which group to ping next and when, and when each group was last pinged.
 struct Heartbeat {
+    /// Time between two pings to the same client.
     every: Duration,
     next: Instant,
-    /// [`clock_ms`] time of the previous ping: clients silent since then are dead.
-    last_ping_ms: Option<u64>,
+    group: u64,
+    /// Per group, [`clock_ms`] time of its previous ping: clients of the group
+    /// silent since then are dead.
+    last_ping_ms: [Option<u64>; HEARTBEAT_GROUPS as usize],
+}
+
+impl Heartbeat {
+    /// Time between two groups' pings.
+    fn step(&self) -> Duration {
+        self.every / HEARTBEAT_GROUPS as u32
+    }
 }
 
 /// Joins and leaves seen since the last notice.
@@ -251,10 +359,15 @@ impl Hub {
             next_event_id: 1,
             presence: PendingPresence::default(),
             presence_window,
-            heartbeat: heartbeat.map(|every| Heartbeat {
-                every,
-                next: Instant::now() + every,
-                last_ping_ms: None,
+            heartbeat: heartbeat.map(|every| {
+                let mut heartbeat = Heartbeat {
+                    every,
+                    next: Instant::now(),
+                    group: 0,
+                    last_ping_ms: [None; HEARTBEAT_GROUPS as usize],
+                };
+                heartbeat.next += heartbeat.step();
+                heartbeat
             }),
             metrics,
             fan_out_threads: std::thread::available_parallelism()
@@ -397,18 +510,22 @@ impl Hub {
         crate::sse::chunk(&protocol::sse_event(id, event, text))
     }
 
-    /// Cuts off WebSocket clients silent since the previous ping, then pings
-    /// everyone (SSE clients get a comment instead).
+    /// Pings the next group of clients (SSE clients get a comment instead), after
+    /// cutting off the WebSocket clients of the group silent since its previous ping.
     fn heartbeat(&mut self) {
         let Some(heartbeat) = self.heartbeat.as_mut() else {
             return;
         };
-        heartbeat.next = Instant::now() + heartbeat.every;
-        let previous_ping = heartbeat.last_ping_ms.replace(clock_ms());
+        heartbeat.next = Instant::now() + heartbeat.step();
+        let group = heartbeat.group;
+        heartbeat.group = (group + 1) % HEARTBEAT_GROUPS;
+        let previous_ping = heartbeat.last_ping_ms[group as usize].replace(clock_ms());
+        let in_group = |id: &ClientId| id % HEARTBEAT_GROUPS == group;
         if let Some(previous_ping) = previous_ping {
             let silent: Vec<ClientId> = self
                 .clients
                 .iter()
+                .filter(|(id, _)| in_group(id))
                 .filter_map(|(&id, c)| match &c.sink {
                     Sink::WebSocket(outbox) if outbox.last_heard_ms() < previous_ping => {
                         log::debug!("client {id} ({}) did not answer a ping", c.peer);
@@ -426,7 +543,14 @@ impl Hub {
             frame: &protocol::ping_frame(),
             sse: Some(crate::sse::chunk(": heartbeat\n\n")),
         };
-        self.send_to_all(&ping);
+        let targets: Vec<(ClientId, &Sink)> = self
+            .clients
+            .iter()
+            .filter(|(id, _)| in_group(id))
+            .map(|(&id, c)| (id, &c.sink))
+            .collect();
+        let outcome = fan_out(&targets, &ping, self.fan_out_threads);
+        self.settle(outcome);
     }
 
     fn schedule_presence(&mut self) {
@@ -464,44 +588,15 @@ impl Hub {
     }
 
     /// Writes to every client; cuts off the ones that cannot keep up.
-    ///
-    /// With many clients and more than one core, the list is split in
-    /// [`Hub::fan_out_threads`] parts written at the same time, the hub thread
-    /// taking the first part and short-lived scoped threads the others: each
-    /// `send` on loopback also runs the receiver's side of TCP in the sender's
-    /// thread, so one thread alone caps a broadcast at one core's worth of sends.
-    /// Each outbox has its own lock, so two writers never touch one socket.
     fn send_to_all(&mut self, message: &Encoded<'_>) {
         let targets: Vec<(ClientId, &Sink)> =
             self.clients.iter().map(|(&id, c)| (id, &c.sink)).collect();
-        let parts = if targets.len() >= PARALLEL_FAN_OUT_MIN {
-            self.fan_out_threads
-        } else {
-            1
-        };
-        let chunk = targets.len().div_ceil(parts).max(1);
-        let mut chunks = targets.chunks(chunk);
-        let first = chunks.next().unwrap_or_default();
-        let mut outcome = std::thread::scope(|scope| {
-            let helpers: Vec<_> = chunks
-                .filter_map(|part| {
-                    std::thread::Builder::new()
-                        .name("hub-fan-out".into())
-                        .stack_size(FAN_OUT_STACK)
-                        .spawn_scoped(scope, move || deliver_all(part, message))
-                        .ok()
-                        .map(|handle| (part, handle))
-                })
-                .collect();
-            let mut outcome = deliver_all(first, message);
-            for (part, handle) in helpers {
-                // A helper that panicked wrote what it wrote; write its part here so
-                // nobody misses the message.
-                let theirs = handle.join().unwrap_or_else(|_| deliver_all(part, message));
-                outcome.merge(theirs);
-            }
-            outcome
-        });
+        let outcome = fan_out(&targets, message, self.fan_out_threads);
+        self.settle(outcome);
+    }
+
+    /// Counts what a fan-out sent and removes the clients it lost.
+    fn settle(&mut self, mut outcome: FanOut) {
         self.metrics
             .frames_sent
             .fetch_add(outcome.frames, Ordering::Relaxed);

@@ -72,3 +72,46 @@ fn answering_client_survives_heartbeats() {
         }
     }
 }
+
+/// Pings are spread over the heartbeat interval, a group of clients at a time,
+/// so that their answers do not all arrive together.
+#[test]
+fn pings_are_spread_over_the_interval() {
+    // 16 groups, so a group every 100 ms.
+    let heartbeat = Duration::from_millis(1600);
+    let server = start_with(|c| {
+        c.interval = None;
+        c.heartbeat = Some(heartbeat);
+    });
+    // Ids are consecutive, so 16 clients fall in 16 different groups.
+    let clients: Vec<Client> = (0..16)
+        .map(|_| {
+            let mut client = Client::connect(&server);
+            client.welcome();
+            client
+        })
+        .collect();
+    // Each client waits for its first ping on its own thread and notes when it came.
+    let first_pings: Vec<std::time::Instant> = clients
+        .into_iter()
+        .map(|mut client| {
+            std::thread::spawn(move || loop {
+                if let Message::Ping(_) = client.next_message() {
+                    return std::time::Instant::now();
+                }
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|reader| reader.join().unwrap())
+        .collect();
+    let earliest = first_pings.iter().min().unwrap();
+    let latest = first_pings.iter().max().unwrap();
+    // All at once would be a few milliseconds apart; spread out, the first and the
+    // last of 16 groups are 15/16 of the interval apart.
+    assert!(
+        latest.duration_since(*earliest) >= heartbeat / 2,
+        "first pings came within {:?} of each other",
+        latest.duration_since(*earliest)
+    );
+}
