@@ -19,6 +19,10 @@ pub struct RunResult {
     pub delivery: Delivery,
     /// Per tick: last client's kernel arrival minus first client's.
     pub spread_ms: Summary,
+    /// The same, tick by tick in the order they were sent, to see whether a high
+    /// p99 is one odd tick or a trend.
+    #[serde(default)]
+    pub spread_per_tick_ms: Vec<f64>,
     /// Per delivered tick: kernel arrival minus the tick's `time` field.
     pub latency_ms: Summary,
     /// How long loadgen took to parse a frame after the kernel had it (its own

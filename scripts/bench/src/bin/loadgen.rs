@@ -593,6 +593,7 @@ fn analyse(
                 0.0
             },
         },
+        spread_per_tick_ms: spread.iter().map(|ms| (ms * 1e3).round() / 1e3).collect(),
         spread_ms: Summary::of(&mut spread),
         latency_ms: Summary::of(&mut latency),
         loadgen_lag_ms: Summary::of(&mut lag),
