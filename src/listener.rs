@@ -93,10 +93,9 @@ pub(crate) fn run(listener: TcpListener, shared: Arc<Shared>) {
         let _ = socket.set_write_timeout(Some(crate::outbox::FALLBACK_WRITE_TIMEOUT));
         let socket = Arc::new(socket);
         // Made here rather than on the client's thread: every outbox then comes from
-        // this one thread's allocator, packed together, instead of one per thread's
-        // malloc arena. The hub touches every outbox on every broadcast, and at
-        // 10,000 clients scattered outboxes made that first touch a cache and TLB
-        // miss costing more than the rest of the hub's own work.
+        // this one thread's allocator, packed together, instead of from one of
+        // glibc's per-thread malloc arenas. The hub touches every outbox on every
+        // broadcast; packed, they share cache lines and pages.
         let outbox = Arc::new(Outbox::new(socket.clone(), shared.config.max_backlog));
         let thread_shared = shared.clone();
         let spawned =
