@@ -455,8 +455,12 @@ impl Hub {
             return;
         }
         log::debug!("client {id} ({peer}) joined");
-        if matches!(sink, Sink::Sse(_)) {
-            self.sse_clients += 1;
+        match &sink {
+            Sink::Sse(_) => self.sse_clients += 1,
+            // The heartbeat judges a client on the pings it was sent: count the join
+            // as hearing from it, or pings to its group while it was still in its
+            // handshake would count against it.
+            Sink::WebSocket(outbox) => outbox.heard_from_client(),
         }
         self.clients.insert(id, Client { sink, peer });
         self.metrics.joined.fetch_add(1, Ordering::Relaxed);

@@ -115,3 +115,30 @@ fn pings_are_spread_over_the_interval() {
         latest.duration_since(*earliest)
     );
 }
+
+/// A client is only judged on pings it was sent: one that took its time over the
+/// handshake, while its future group was pinged, is not cut off for missing that
+/// ping.
+#[test]
+fn slow_handshake_is_not_taken_for_silence() {
+    // A group is pinged every 10 ms.
+    let heartbeat = Duration::from_millis(160);
+    let server = start_with(|c| {
+        c.interval = None;
+        c.heartbeat = Some(heartbeat);
+    });
+    let addr = server.ws_addr();
+    let socket = crate::util::tcp(addr);
+    // Accepted now, upgraded after every group has been pinged at least once.
+    std::thread::sleep(heartbeat * 2);
+    let (ws, _) = tungstenite::client::client(format!("ws://{addr}/echo"), socket).unwrap();
+    let mut client = Client { ws };
+    client.welcome();
+    // tungstenite answers each ping while reading; a client cut off would read EOF.
+    let mut pings = 0;
+    while pings < 4 {
+        if let Message::Ping(_) = client.next_message() {
+            pings += 1;
+        }
+    }
+}
