@@ -29,10 +29,10 @@
 //! client, whole frames in order, so a hub that falls behind catches up instead of
 //! lagging further. And a broadcast to more than `PARALLEL_FAN_OUT_MIN` (1,024) clients
 //! is shared between the hub thread and short-lived scoped helper threads, one per
-//! extra core (`hub-fan-out`), each taking the next 64 clients until none are left, because on loopback each `send` also does the
-//! receiving side's TCP work and one thread tops out at one core. Joins and leaves
-//! already queued are all handled before the next broadcast, so a newcomer never
-//! waits behind a stream of them.
+//! extra core (`hub-fan-out`), each taking the next 64 clients until none are left,
+//! because on loopback each `send` also does the receiving side's TCP work and one
+//! thread tops out at one core. Joins and leaves already queued are all handled
+//! before the next broadcast, so a newcomer never waits behind a stream of them.
 //!
 //! Presence notices are gathered for [`Config::presence_window`](crate::Config)
 //! after the first join or leave, then sent as one `join` notice and one `leave`
@@ -43,9 +43,8 @@
 //! ping frame for all) and cuts off, with reason `timeout`, each one that has sent
 //! nothing since the previous ping; browsers answer pings by themselves. The pings
 //! go out a sixteenth of the clients at a time, spread over the interval, so their
-//! answers never arrive all together. SSE
-//! clients cannot answer, so they get a `: heartbeat` comment that keeps proxies
-//! from closing the stream.
+//! answers never arrive all together. SSE clients cannot answer, so they get a
+//! `: heartbeat` comment that keeps proxies from closing the stream.
 //!
 //! The hub sleeps in `select!` until an event, a frame, or the next deadline
 //! (presence notices due, heartbeat due): no polling.
