@@ -157,7 +157,8 @@ pub async fn run(
     out.connect_ms = started.elapsed().as_secs_f64() * 1e3;
     progress.connected.fetch_add(1, Ordering::Relaxed);
 
-    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
+    let mut rng =
+        XorShift(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
     let mut echo_n: u64 = 0;
     let mut pending_echo: VecDeque<(u64, i64)> = VecDeque::new();
     // Stagger the echo clients over one period so they do not fire together.
@@ -170,7 +171,9 @@ pub async fn run(
             break;
         }
         if echo && phase == Phase::Load && next_echo.is_none() {
-            let offset = config.echo_every.mul_f64((rng.next() % 1000) as f64 / 1000.0);
+            let offset = config
+                .echo_every
+                .mul_f64((rng.next() % 1000) as f64 / 1000.0);
             next_echo = Some(Instant::now() + offset);
         }
         tokio::select! {
@@ -230,7 +233,10 @@ pub async fn run(
     if closing {
         // The server sent a close frame first; we answered it in handle_frame.
         if out.ended_early.is_none() {
-            out.ended_early = Some(format!("server closed with code {}", out.close_code.unwrap_or(0)));
+            out.ended_early = Some(format!(
+                "server closed with code {}",
+                out.close_code.unwrap_or(0)
+            ));
         }
         return out;
     }
@@ -248,7 +254,17 @@ pub async fn run(
                 Ok((0, _)) | Err(_) => return,
                 Ok((_, ts)) => loop {
                     let ts = ts.unwrap_or_else(now_ns);
-                    match handle_frame(&mut conn, &mut out, progress, &mut pending_echo, ts, 0, &mut rng).await {
+                    match handle_frame(
+                        &mut conn,
+                        &mut out,
+                        progress,
+                        &mut pending_echo,
+                        ts,
+                        0,
+                        &mut rng,
+                    )
+                    .await
+                    {
                         Ok(FrameResult::More) => {}
                         Ok(FrameResult::NeedData) => break,
                         Ok(FrameResult::Closed) => {
@@ -323,14 +339,18 @@ async fn connect(config: &ClientConfig, out: &mut Outcome) -> io::Result<Conn> {
         })
     });
     if !accept_ok {
-        return Err(io::Error::other("handshake: wrong or missing Sec-WebSocket-Accept"));
+        return Err(io::Error::other(
+            "handshake: wrong or missing Sec-WebSocket-Accept",
+        ));
     }
     // The first frame must be the welcome.
     loop {
         if let Some((opcode, s, e)) = conn.next_frame()? {
             let text = std::str::from_utf8(&conn.buf[s..e]).unwrap_or("");
             if opcode != 0x1 || !text.starts_with(r#"{"type":"welcome","#) {
-                return Err(io::Error::other(format!("first frame was not a welcome: {text:.80}")));
+                return Err(io::Error::other(format!(
+                    "first frame was not a welcome: {text:.80}"
+                )));
             }
             out.welcome_id = json_u64(text, "\"id\":").unwrap_or(0);
             conn.start = e;
@@ -398,7 +418,8 @@ async fn handle_frame(
                 while let Some(&(sent_n, sent_ns)) = pending_echo.front() {
                     pending_echo.pop_front();
                     if sent_n == n {
-                        out.echo_rtt_us.push(((kernel_ns - sent_ns).max(0) / 1000) as u32);
+                        out.echo_rtt_us
+                            .push(((kernel_ns - sent_ns).max(0) / 1000) as u32);
                         break;
                     }
                 }
@@ -408,7 +429,8 @@ async fn handle_frame(
         }
         0x8 => {
             let payload = &conn.buf[s..e];
-            out.close_code = (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+            out.close_code =
+                (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
             if !conn.close_sent {
                 // Answer with the same code, as RFC 6455 asks; ignore failures.
                 let code = out.close_code.unwrap_or(1000).to_be_bytes();
@@ -614,7 +636,8 @@ fn recv_with_timestamp(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<i
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
         while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
                 let t: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
                 ts = Some(t.tv_sec as i64 * 1_000_000_000 + t.tv_nsec as i64);
             }

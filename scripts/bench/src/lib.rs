@@ -13,7 +13,7 @@
 //! - [`procstat`]: RSS, peak RSS, threads, fds and CPU time of a process, from
 //!   `/proc`.
 //! - [`run`]: the JSON result of one run, shared by loadgen and report.
-//! - [`stats`]: percentiles.
+//! - [`stats`]: percentiles, nearest-rank.
 //! - [`wallclock`]: RFC 3339 millisecond timestamps, both ways.
 //!
 //! `node-peer/server.js` is the Node `ws` peer; `scripts/bench.sh` drives it all.

@@ -51,7 +51,12 @@ pub fn sample(pid: u32) -> io::Result<Sample> {
         .ok_or_else(|| io::Error::other("malformed /proc/PID/stat"))?;
     let fields: Vec<&str> = after.split_whitespace().collect();
     // Fields 14 and 15 (utime, stime) are at 11 and 12 once "pid (comm)" is gone.
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     let cpu_ticks = ticks(11) + ticks(12);
 
     let status = fs::read_to_string(format!("/proc/{pid}/status"))?;

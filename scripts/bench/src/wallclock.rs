@@ -24,14 +24,22 @@ pub fn rfc3339_millis(time: SystemTime) -> String {
 /// Returns `None` for anything else (loadgen counts that as a protocol error).
 pub fn parse_rfc3339_millis(text: &str) -> Option<i64> {
     let b = text.as_bytes();
-    if b.len() != 24 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':'
-        || b[16] != b':' || b[19] != b'.' || b[23] != b'Z'
+    if b.len() != 24
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'.'
+        || b[23] != b'Z'
     {
         return None;
     }
     let num = |from: usize, to: usize| -> Option<i64> {
         let s = &text[from..to];
-        s.bytes().all(|c| c.is_ascii_digit()).then(|| s.parse().ok())?
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
     };
     let days = days_from_civil(num(0, 4)?, num(5, 7)?, num(8, 10)?);
     let secs = days * 86_400 + num(11, 13)? * 3600 + num(14, 16)? * 60 + num(17, 19)?;
@@ -64,7 +72,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 #[cfg(test)]
@@ -84,7 +100,10 @@ mod tests {
     fn leap_day_and_epoch() {
         assert_eq!(parse_rfc3339_millis("1970-01-01T00:00:00.000Z"), Some(0));
         let t = parse_rfc3339_millis("2024-02-29T23:59:59.999Z").unwrap();
-        assert_eq!(rfc3339_millis(UNIX_EPOCH + Duration::from_nanos(t as u64)), "2024-02-29T23:59:59.999Z");
+        assert_eq!(
+            rfc3339_millis(UNIX_EPOCH + Duration::from_nanos(t as u64)),
+            "2024-02-29T23:59:59.999Z"
+        );
         assert_eq!(parse_rfc3339_millis("2024-02-29T23:59:59Z"), None);
     }
 }

@@ -102,9 +102,13 @@ fn parse_args() -> Result<Args, String> {
     };
     let mut it = std::env::args().skip(1);
     let dur = |flag: &str, v: String| {
-        tickcast_bench::parse_duration(&v).ok_or_else(|| format!("{flag}: expected e.g. 500ms or 2s, got {v:?}"))
+        tickcast_bench::parse_duration(&v)
+            .ok_or_else(|| format!("{flag}: expected e.g. 500ms or 2s, got {v:?}"))
     };
-    let num = |flag: &str, v: String| v.parse::<f64>().map_err(|_| format!("{flag}: expected a number, got {v:?}"));
+    let num = |flag: &str, v: String| {
+        v.parse::<f64>()
+            .map_err(|_| format!("{flag}: expected a number, got {v:?}"))
+    };
     while let Some(flag) = it.next() {
         if flag == "--require-full-delivery" {
             a.require_full_delivery = true;
@@ -113,7 +117,9 @@ fn parse_args() -> Result<Args, String> {
         if flag == "-h" || flag == "--help" {
             return Err(USAGE.into());
         }
-        let v = it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let v = it
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
         match flag.as_str() {
             "--url" => a.url = v,
             "--clients" => a.clients = num(&flag, v)? as usize,
@@ -146,7 +152,9 @@ fn parse_args() -> Result<Args, String> {
 /// `ws://host:port/path` → (address, Host header, path). Loopback only: this tool
 /// is for benchmarking servers on this machine.
 fn parse_url(url: &str) -> Result<(SocketAddr, String, String), String> {
-    let rest = url.strip_prefix("ws://").ok_or("--url must start with ws://")?;
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or("--url must start with ws://")?;
     let (host, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -157,7 +165,9 @@ fn parse_url(url: &str) -> Result<(SocketAddr, String, String), String> {
         .next()
         .ok_or_else(|| format!("--url: {host} has no address"))?;
     if !addr.ip().is_loopback() {
-        return Err(format!("--url: {addr} is not a loopback address; loadgen only targets this machine"));
+        return Err(format!(
+            "--url: {addr} is not a loopback address; loadgen only targets this machine"
+        ));
     }
     Ok((addr, host.to_string(), path.to_string()))
 }
@@ -178,7 +188,9 @@ fn main() -> ExitCode {
         }
     };
     let runtime = if args.threads == 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(args.threads)
@@ -232,7 +244,10 @@ fn main() -> ExitCode {
             );
             return ExitCode::from(1);
         }
-        eprintln!("loadgen: OK: every one of {} ticks reached all {} clients", d.ticks, result.connect.ok);
+        eprintln!(
+            "loadgen: OK: every one of {} ticks reached all {} clients",
+            d.ticks, result.connect.ok
+        );
     }
     ExitCode::SUCCESS
 }
@@ -259,13 +274,23 @@ async fn run(args: &Args, config: ClientConfig) -> Result<RunResult, String> {
     let (phase_tx, phase_rx) = watch::channel(Phase::Ramp);
 
     // ---- ramp ----
-    eprintln!("loadgen: {} → {n} clients at {}/s", args.server, args.ramp_per_s);
+    eprintln!(
+        "loadgen: {} → {n} clients at {}/s",
+        args.server, args.ramp_per_s
+    );
     let gate = Arc::new(Semaphore::new(args.ramp_concurrency));
     let ramp_started = Instant::now();
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
-        tokio::time::sleep_until(ramp_started + Duration::from_secs_f64(i as f64 / args.ramp_per_s)).await;
-        let permit = gate.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+        tokio::time::sleep_until(
+            ramp_started + Duration::from_secs_f64(i as f64 / args.ramp_per_s),
+        )
+        .await;
+        let permit = gate
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
         let (config, progress, phase_rx) = (config.clone(), progress.clone(), phase_rx.clone());
         let echo = i < args.echo_clients;
         handles.push(tokio::spawn(async move {
@@ -274,7 +299,8 @@ async fn run(args: &Args, config: ClientConfig) -> Result<RunResult, String> {
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let done = progress.connected.load(Ordering::Relaxed) + progress.failed.load(Ordering::Relaxed);
+        let done =
+            progress.connected.load(Ordering::Relaxed) + progress.failed.load(Ordering::Relaxed);
         if done >= n || Instant::now() > deadline {
             break;
         }
@@ -296,7 +322,10 @@ async fn run(args: &Args, config: ClientConfig) -> Result<RunResult, String> {
     let idle_pct = measure_idle(pid, args.interval, rest_until).await;
     tokio::time::sleep_until(rest_until).await;
     let rest_end = sample(pid).await;
-    let rest_ticks = progress.max_seq.load(Ordering::Relaxed).saturating_sub(first_seq - 1);
+    let rest_ticks = progress
+        .max_seq
+        .load(Ordering::Relaxed)
+        .saturating_sub(first_seq - 1);
 
     // ---- load: ticks and echoes ----
     let _ = phase_tx.send(Phase::Load);
@@ -391,7 +420,10 @@ async fn measure_idle(pid: Option<u32>, interval: Duration, until: Instant) -> O
     // threads are idle gives the same numbers whenever it is taken, so the window
     // is from the start of the first reading to the start of the second.
     let read = move || async move {
-        tokio::task::spawn_blocking(move || procstat::threads_cpu_ns(pid)).await.ok()?.ok()
+        tokio::task::spawn_blocking(move || procstat::threads_cpu_ns(pid))
+            .await
+            .ok()?
+            .ok()
     };
     loop {
         let now = now_ns();
@@ -518,7 +550,9 @@ fn analyse(
         .filter(|&k| got[k] > 0)
         .map(|k| (last[k] - first[k]) as f64 / 1e6)
         .collect();
-    let ticks_complete = (0..ticks as usize).filter(|&k| got[k] as usize == n_ok).count() as u32;
+    let ticks_complete = (0..ticks as usize)
+        .filter(|&k| got[k] as usize == n_ok)
+        .count() as u32;
     let expected = u64::from(ticks) * n_ok as u64;
 
     let load_s = (w.load_end_ns - w.load_start_ns) as f64 / 1e9;
@@ -526,8 +560,10 @@ fn analyse(
     let cpu = |a: &Sample, b: &Sample| b.cpu_s - a.cpu_s;
     let secs = |a: &Sample, b: &Sample| ((b.at_ns - a.at_ns) as f64 / 1e9).max(1e-9);
     let derived = Derived {
-        rss_per_client_kib: (p.rest_end.rss_kib as f64 - p.before.rss_kib as f64) / n_ok.max(1) as f64,
-        kernel_stack_per_client_kib: (p.rest_end.kernel_stack_kib as f64 - p.before.kernel_stack_kib as f64)
+        rss_per_client_kib: (p.rest_end.rss_kib as f64 - p.before.rss_kib as f64)
+            / n_ok.max(1) as f64,
+        kernel_stack_per_client_kib: (p.rest_end.kernel_stack_kib as f64
+            - p.before.kernel_stack_kib as f64)
             / n_ok.max(1) as f64,
         rest_cpu_pct: cpu(&p.rest_start, &p.rest_end) / secs(&p.rest_start, &p.rest_end) * 100.0,
         load_cpu_pct: cpu(&p.load_start, &p.load_end) / secs(&p.load_start, &p.load_end) * 100.0,
@@ -544,7 +580,7 @@ fn analyse(
     };
     let top5 = |m: HashMap<String, usize>| {
         let mut v: Vec<(String, usize)> = m.into_iter().collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1));
+        v.sort_by_key(|entry| std::cmp::Reverse(entry.1));
         v.truncate(5);
         v
     };
@@ -580,7 +616,11 @@ fn analyse(
             ticks,
             expected,
             delivered,
-            ratio: if expected > 0 { delivered as f64 / expected as f64 } else { 0.0 },
+            ratio: if expected > 0 {
+                delivered as f64 / expected as f64
+            } else {
+                0.0
+            },
             ticks_complete,
             clients_missing_ticks: missing_clients,
             duplicates_or_reordered: dup,

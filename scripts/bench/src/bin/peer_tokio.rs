@@ -164,14 +164,14 @@ async fn main() -> ExitCode {
     tokio::spawn(ticker(args.interval, bcast_tx.clone()));
     let hub = tokio::spawn(hub(hub_rx, bcast_tx));
 
-    let mut sigterm =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("peer-tokio: cannot handle SIGTERM: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+    let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("peer-tokio: cannot handle SIGTERM: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -224,7 +224,10 @@ fn slot_after(time: SystemTime, interval_ns: u128) -> u128 {
 }
 
 /// Assigns ids, counts clients, and sends presence notices in 50 ms batches.
-async fn hub(mut hub_rx: mpsc::UnboundedReceiver<HubEvent>, bcast_tx: broadcast::Sender<Broadcast>) {
+async fn hub(
+    mut hub_rx: mpsc::UnboundedReceiver<HubEvent>,
+    bcast_tx: broadcast::Sender<Broadcast>,
+) {
     let mut next_id: u64 = 1;
     let mut clients: usize = 0;
     let mut joined: Vec<u64> = Vec::new();
@@ -292,10 +295,7 @@ async fn hub(mut hub_rx: mpsc::UnboundedReceiver<HubEvent>, bcast_tx: broadcast:
 }
 
 fn id_list(ids: &[u64]) -> String {
-    ids.iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
+    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// One client, from handshake to leave.
@@ -306,14 +306,14 @@ async fn connection(
     mut shutdown_rx: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let check_path = |request: &Request, response: Response| {
-        match request.uri().path() {
-            "/echo" | "/" => Ok(response),
-            _ => {
-                let mut refusal = ErrorResponse::new(Some("no such endpoint; use /echo".into()));
-                *refusal.status_mut() = StatusCode::NOT_FOUND;
-                Err(refusal)
-            }
+    // The shape tungstenite's handshake callback requires.
+    #[allow(clippy::result_large_err)]
+    let check_path = |request: &Request, response: Response| match request.uri().path() {
+        "/echo" | "/" => Ok(response),
+        _ => {
+            let mut refusal = ErrorResponse::new(Some("no such endpoint; use /echo".into()));
+            *refusal.status_mut() = StatusCode::NOT_FOUND;
+            Err(refusal)
         }
     };
     let config = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE_SIZE));

@@ -45,12 +45,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    eprintln!("report: {} runs → {}/results.{{csv,md}}", runs.len(), out.display());
+    eprintln!(
+        "report: {} runs → {}/results.{{csv,md}}",
+        runs.len(),
+        out.display()
+    );
     ExitCode::SUCCESS
 }
 
 fn server_rank(server: &str) -> usize {
-    SERVERS.iter().position(|s| *s == server).unwrap_or(SERVERS.len())
+    SERVERS
+        .iter()
+        .position(|s| *s == server)
+        .unwrap_or(SERVERS.len())
 }
 
 fn load(dir: &Path) -> Result<Vec<RunResult>, String> {
@@ -59,7 +66,8 @@ fn load(dir: &Path) -> Result<Vec<RunResult>, String> {
     for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "json") {
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let run: RunResult =
                 serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
             runs.push(run);
@@ -72,7 +80,10 @@ const MIB: f64 = 1024.0;
 
 fn peak_kib(r: &RunResult) -> u64 {
     let p = &r.process;
-    p.after.hwm_kib.max(p.load_max_rss_kib).max(p.closed.hwm_kib)
+    p.after
+        .hwm_kib
+        .max(p.load_max_rss_kib)
+        .max(p.closed.hwm_kib)
 }
 
 fn to_csv(runs: &[RunResult]) -> String {
@@ -274,7 +285,9 @@ fn versus_best_peer(s: &mut String, rows: &[&RunResult], mode: &str) {
     }
     let mut lines = Vec::new();
     for (n, rs) in by_n {
-        let Some(tc) = rs.iter().find(|r| r.server == "tickcast") else { continue };
+        let Some(tc) = rs.iter().find(|r| r.server == "tickcast") else {
+            continue;
+        };
         let peers: Vec<&&RunResult> = rs.iter().filter(|r| r.server != "tickcast").collect();
         if peers.is_empty() {
             continue;
@@ -283,9 +296,21 @@ fn versus_best_peer(s: &mut String, rows: &[&RunResult], mode: &str) {
             peers
                 .iter()
                 .map(|r| f(r))
-                .fold(if lower { f64::INFINITY } else { 0.0 }, |a, b| if lower { a.min(b) } else { a.max(b) })
+                .fold(if lower { f64::INFINITY } else { 0.0 }, |a, b| {
+                    if lower {
+                        a.min(b)
+                    } else {
+                        a.max(b)
+                    }
+                })
         };
-        let ratio = |ours: f64, theirs: f64| if theirs > 0.0 { format!("{:.2}×", ours / theirs) } else { "–".into() };
+        let ratio = |ours: f64, theirs: f64| {
+            if theirs > 0.0 {
+                format!("{:.2}×", ours / theirs)
+            } else {
+                "–".into()
+            }
+        };
         if mode == "stress" {
             let bf = best(&|r| r.delivery.frames_per_s, false);
             let bc = best(&|r| r.derived.cpu_s_per_million_frames, true);

@@ -96,7 +96,10 @@ fn drain(receivers: &[TcpStream]) {
 }
 
 /// A thread blocked in epoll_wait on every receiving socket, reading what arrives.
-fn spawn_epoll_reader(receivers: &[TcpStream], stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+fn spawn_epoll_reader(
+    receivers: &[TcpStream],
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     let fds: Vec<i32> = receivers.iter().map(AsRawFd::as_raw_fd).collect();
     // SAFETY: epoll_create1 has no pointer arguments.
     let ep = unsafe { libc::epoll_create1(0) };
@@ -120,7 +123,10 @@ fn spawn_epoll_reader(receivers: &[TcpStream], stop: Arc<AtomicBool>) -> std::th
             for ev in events.iter().take(n.max(0) as usize) {
                 let fd = ev.u64 as i32;
                 // SAFETY: `sink` is a live buffer of the length passed; `fd` is open.
-                while unsafe { libc::recv(fd, sink.as_mut_ptr().cast(), sink.len(), libc::MSG_DONTWAIT) } > 0 {}
+                while unsafe {
+                    libc::recv(fd, sink.as_mut_ptr().cast(), sink.len(), libc::MSG_DONTWAIT)
+                } > 0
+                {}
             }
         }
         // SAFETY: `ep` is our epoll fd, closed once.
