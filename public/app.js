@@ -80,6 +80,11 @@ function handle(text) {
     case "welcome":
       meEl.textContent = msg.id;
       clientsEl.textContent = msg.clients;
+      // The server's time now, so the clock is not blank until the first tick.
+      if (msg.time) {
+        timeEl.textContent = new Date(msg.time).toLocaleTimeString();
+        timeEl.title = msg.time;
+      }
       log("join", `welcome: you are client ${msg.id}, ${msg.clients} connected`);
       break;
     case "tick":

@@ -444,7 +444,7 @@ impl Hub {
         self.next_id += 1;
         // The welcome is the client's first message: nothing else can reach its sink
         // until it is in `clients`, and only this thread puts it there.
-        let text = protocol::welcome(id, self.clients.len() + 1);
+        let text = protocol::welcome(id, self.clients.len() + 1, time::OffsetDateTime::now_utc());
         let welcome = Encoded {
             frame: &protocol::text_frame(text.clone()),
             sse: matches!(sink, Sink::Sse(_)).then(|| self.sse_event(Some("welcome"), &text)),

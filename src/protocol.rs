@@ -7,7 +7,7 @@
 //!
 //! | message | sent to | example |
 //! |---|---|---|
-//! | welcome | the new client, first | `{"type":"welcome","id":7,"clients":3}` |
+//! | welcome | the new client, first | `{"type":"welcome","id":7,"clients":3,"time":"2026-11-24T14:00:00.412Z"}` |
 //! | tick | everyone, every interval | `{"type":"tick","seq":42,"time":"2026-11-24T14:00:01.000Z"}` |
 //! | join | everyone but the newest joiner | `{"type":"join","ids":[8],"clients":4}` |
 //! | leave | everyone still connected | `{"type":"leave","ids":[7],"clients":3,"reason":"closed"}` |
@@ -62,9 +62,14 @@ impl LeaveReason {
     }
 }
 
-/// `{"type":"welcome","id":7,"clients":3}`: the first message a client receives.
-pub fn welcome(id: ClientId, clients: usize) -> String {
-    format!(r#"{{"type":"welcome","id":{id},"clients":{clients}}}"#)
+/// `{"type":"welcome","id":7,"clients":3,"time":"…"}`: the first message a client
+/// receives. `time` is the server's clock as it welcomes the client, so a page can
+/// show the time at once instead of waiting up to an interval for the first tick.
+pub fn welcome(id: ClientId, clients: usize, time: OffsetDateTime) -> String {
+    format!(
+        r#"{{"type":"welcome","id":{id},"clients":{clients},"time":"{}"}}"#,
+        rfc3339_millis(time)
+    )
 }
 
 /// `{"type":"tick","seq":42,"time":"…"}`: the clock, once per interval.
@@ -213,6 +218,15 @@ mod tests {
     fn time_is_rfc3339_utc_with_millis() {
         let t = OffsetDateTime::from_unix_timestamp_nanos(1_795_960_801_007_000_000).unwrap();
         assert_eq!(rfc3339_millis(t), "2026-11-29T14:00:01.007Z");
+    }
+
+    #[test]
+    fn welcome_says_who_how_many_and_when() {
+        let t = OffsetDateTime::from_unix_timestamp_nanos(1_795_960_800_412_000_000).unwrap();
+        assert_eq!(
+            welcome(7, 3, t),
+            r#"{"type":"welcome","id":7,"clients":3,"time":"2026-11-29T14:00:00.412Z"}"#
+        );
     }
 
     #[test]

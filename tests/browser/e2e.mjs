@@ -102,16 +102,17 @@ function timeout(ms, what) {
  * Starts the server on port 0 for both listeners. Returns the child process, a
  * getter for everything it wrote so far, and a promise of its exit status.
  */
-function startServer() {
+function startServer(interval = "250ms") {
   const child = spawn(
     BIN,
-    ["--ws-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--interval", "250ms"],
+    ["--ws-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--interval", interval],
     {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info" },
     },
   );
-  serverForWatchdog = child;
+  serversForWatchdog.add(child);
+  child.on("exit", () => serversForWatchdog.delete(child));
   let output = "";
   child.stdout.setEncoding("utf8").on("data", (s) => (output += s));
   child.stderr.setEncoding("utf8").on("data", (s) => (output += s));
@@ -248,6 +249,24 @@ async function main() {
 
     await check("clock ticks", ["page connects"], async () => {
       await waitClockTicks(page);
+    });
+
+    await check("clock shows the server's time before the first tick", [], async () => {
+      // No ticks at all: a time on the clock can only have come with the welcome.
+      const quiet = startServer("off");
+      const other = await context.newPage();
+      try {
+        const quietUrl = await pageUrl(quiet);
+        other.on("pageerror", (e) => pageErrors.push(`${quietUrl}: ${e.message}`));
+        await other.goto(quietUrl);
+        await waitConnected(other);
+        await other.locator("#log li", { hasText: "welcome:" }).waitFor();
+        const clock = await other.textContent("#time");
+        if (!/\d:\d\d:\d\d/.test(clock)) throw new Error(`clock shows ${JSON.stringify(clock)} after the welcome`);
+      } finally {
+        await other.close();
+        await stopServer(quiet);
+      }
     });
 
     await check("echo round trip", ["page connects"], async () => {
@@ -404,10 +423,10 @@ async function main() {
 // Last resort against a hang the per-wait timeouts did not catch (say, the browser
 // never answering). `main`'s own `finally` cannot run in that case, so stop the
 // server here by its PID before exiting.
-let serverForWatchdog = null;
+const serversForWatchdog = new Set();
 const watchdog = setTimeout(() => {
   console.log(`FAIL  whole run timed out after ${OVERALL_TIMEOUT_MS} ms`);
-  if (serverForWatchdog) serverForWatchdog.kill("SIGKILL");
+  for (const child of serversForWatchdog) child.kill("SIGKILL");
   console.log("browser: 0 passed, 1 failed");
   process.exit(1);
 }, OVERALL_TIMEOUT_MS);

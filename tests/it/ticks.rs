@@ -15,6 +15,22 @@ fn millis(tick: &serde_json::Value) -> i128 {
     time.unix_timestamp_nanos() / 1_000_000
 }
 
+/// The welcome carries the server's clock, so a page can show the time before the
+/// first tick.
+#[test]
+fn welcome_carries_the_server_time() {
+    let server = start();
+    let before = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let mut client = Client::connect(&server);
+    let welcome = client.welcome();
+    let after = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let time = millis(&welcome);
+    assert!(
+        (before..=after).contains(&time),
+        "welcome time {time} not within [{before}, {after}]"
+    );
+}
+
 /// Ticks come every interval (100 ms here), aligned to multiples of it, with
 /// `seq` going up by one and a valid RFC 3339 time.
 #[test]
