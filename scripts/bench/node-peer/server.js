@@ -9,7 +9,7 @@
 // clients which stop answering. The tick is serialised once per broadcast.
 //
 // Protocol (the same bytes tickcast sends):
-//   welcome  {"type":"welcome","id":7,"clients":3}              to the new client
+//   welcome  {"type":"welcome","id":7,"clients":3,"time":"…Z"}  to the new client
 //   tick     {"type":"tick","seq":42,"time":"…Z"}               to everyone, every interval
 //   join     {"type":"join","ids":[8],"clients":4}              to clients connected before
 //   leave    {"type":"leave","ids":[7],"clients":3,"reason":"closed"}  to everyone left
@@ -174,7 +174,7 @@ wss.on('connection', (ws) => {
       schedulePresence();
     }
   });
-  ws.send(JSON.stringify({ type: 'welcome', id: ws.id, clients: wss.clients.size }));
+  ws.send(JSON.stringify({ type: 'welcome', id: ws.id, clients: wss.clients.size, time: new Date().toISOString() }));
   pendingJoins.push(ws.id);
   schedulePresence();
 });

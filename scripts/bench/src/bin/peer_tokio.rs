@@ -337,7 +337,10 @@ async fn connection(
     let Ok((id, clients, mut bcast_rx)) = reply_rx.await else {
         return;
     };
-    let welcome = format!(r#"{{"type":"welcome","id":{id},"clients":{clients}}}"#);
+    let welcome = format!(
+        r#"{{"type":"welcome","id":{id},"clients":{clients},"time":"{}"}}"#,
+        wallclock::rfc3339_millis(SystemTime::now())
+    );
     let mut reason = Reason::Dropped;
     if ws.send(Message::text(welcome)).await.is_ok() {
         reason = loop {
