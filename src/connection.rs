@@ -254,8 +254,9 @@ fn read_until_done(
                 Some((CloseCode::Error, "internal error")),
             ),
         };
-        if close.is_some() {
+        if let Some((code, _)) = close {
             log::debug!("{peer}: client {id}: {error}");
+            shared.metrics.closed_for_bad_frame(u16::from(code));
         }
         return (
             reason,

@@ -22,6 +22,14 @@ const HANDSHAKE_CAUSES: [(u16, &str); 8] = [
     (503, "full"),
 ];
 
+/// Why the server closed a connection for what the client sent, by close code.
+const BAD_FRAME_CLOSES: [(u16, &str); 4] = [
+    (1002, "protocol_error"),
+    (1007, "invalid_utf8"),
+    (1009, "too_big"),
+    (1011, "internal_error"),
+];
+
 /// The server's counters. See the module docs.
 #[derive(Default)]
 pub(crate) struct Metrics {
@@ -36,6 +44,8 @@ pub(crate) struct Metrics {
     left: [AtomicU64; 5],
     /// Indexed like [`HANDSHAKE_CAUSES`].
     handshake_failures: [AtomicU64; 8],
+    /// Indexed like [`BAD_FRAME_CLOSES`].
+    bad_frame_closes: [AtomicU64; 4],
     /// Frames (broadcasts, presence notices, welcomes, pings) the hub wrote.
     pub(crate) frames_sent: AtomicU64,
     pub(crate) bytes_sent: AtomicU64,
@@ -61,6 +71,13 @@ impl Metrics {
             .position(|(s, _)| *s == status)
             .unwrap_or(0);
         self.handshake_failures[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection the server closed with `code` over a bad frame.
+    pub(crate) fn closed_for_bad_frame(&self, code: u16) {
+        if let Some(i) = BAD_FRAME_CLOSES.iter().position(|(c, _)| *c == code) {
+            self.bad_frame_closes[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The Prometheus text exposition format (version 0.0.4).
@@ -126,6 +143,17 @@ impl Metrics {
             "counter",
             "Handshakes refused with an HTTP error, by cause.",
             &failures,
+        );
+        let bad_frames: Vec<_> = BAD_FRAME_CLOSES
+            .iter()
+            .zip(&self.bad_frame_closes)
+            .map(|((code, cause), c)| (format!("{{cause=\"{cause}\",code=\"{code}\"}}"), get(c)))
+            .collect();
+        metric(
+            "bad_frame_closes_total",
+            "counter",
+            "Connections closed by the server over what the client sent, by close code.",
+            &bad_frames,
         );
         metric(
             "frames_sent_total",

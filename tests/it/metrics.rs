@@ -110,3 +110,40 @@ fn healthz_turns_503_during_shutdown() {
     assert!(saw_503, "never saw /healthz answer 503 during shutdown");
     done_rx.recv_timeout(Duration::from_secs(10)).unwrap();
 }
+
+/// A connection closed over a bad frame is counted by its close code.
+#[test]
+fn bad_frame_closes_are_counted_by_code() {
+    let server = start();
+    let name = "tickcast_bad_frame_closes_total{cause=\"invalid_utf8\",code=\"1007\"}";
+    assert_eq!(sample(&scrape(&server), name), 0);
+
+    let mut client = Client::connect(&server);
+    client.welcome();
+    // A masked text frame (mask key 0) whose payload is not UTF-8.
+    client
+        .ws
+        .get_mut()
+        .write_all(&[0x81, 0x82, 0, 0, 0, 0, 0xff, 0xfe])
+        .unwrap();
+    loop {
+        match client.ws.read() {
+            Ok(tungstenite::Message::Close(Some(frame))) => {
+                assert_eq!(u16::from(frame.code), 1007);
+                break;
+            }
+            Ok(_) => continue,
+            Err(e) => panic!("expected a 1007 close frame, got {e}"),
+        }
+    }
+    // Counted before the close frame was written.
+    let after = scrape(&server);
+    assert_eq!(sample(&after, name), 1);
+    assert_eq!(
+        sample(
+            &after,
+            "tickcast_bad_frame_closes_total{cause=\"protocol_error\",code=\"1002\"}"
+        ),
+        0
+    );
+}
