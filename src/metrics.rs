@@ -30,6 +30,24 @@ const BAD_FRAME_CLOSES: [(u16, &str); 4] = [
     (1011, "internal_error"),
 ];
 
+/// Where `code` sits in a (code, cause) table.
+fn code_index(table: &[(u16, &str)], code: u16) -> Option<usize> {
+    table.iter().position(|(c, _)| *c == code)
+}
+
+/// One sample per row of a (code, cause) table, labelled
+/// `{cause="…",<code_label>="…"}`, with the row's counter.
+fn by_code(table: &[(u16, &str)], counters: &[AtomicU64], code_label: &str) -> Vec<(String, u64)> {
+    table
+        .iter()
+        .zip(counters)
+        .map(|((code, cause), c)| {
+            let labels = format!("{{cause=\"{cause}\",{code_label}=\"{code}\"}}");
+            (labels, c.load(Ordering::Relaxed))
+        })
+        .collect()
+}
+
 /// The server's counters. See the module docs.
 #[derive(Default)]
 pub(crate) struct Metrics {
@@ -66,16 +84,13 @@ impl Metrics {
     pub(crate) fn handshake_failed(&self, status: u16) {
         // Every status the handshake code sends is listed; an unknown one counts
         // as a bad request rather than vanishing.
-        let i = HANDSHAKE_CAUSES
-            .iter()
-            .position(|(s, _)| *s == status)
-            .unwrap_or(0);
+        let i = code_index(&HANDSHAKE_CAUSES, status).unwrap_or(0);
         self.handshake_failures[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a connection the server closed with `code` over a bad frame.
     pub(crate) fn closed_for_bad_frame(&self, code: u16) {
-        if let Some(i) = BAD_FRAME_CLOSES.iter().position(|(c, _)| *c == code) {
+        if let Some(i) = code_index(&BAD_FRAME_CLOSES, code) {
             self.bad_frame_closes[i].fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -131,29 +146,17 @@ impl Metrics {
             "Clients gone since start, by reason.",
             &left,
         );
-        let failures: Vec<_> = HANDSHAKE_CAUSES
-            .iter()
-            .zip(&self.handshake_failures)
-            .map(|((status, cause), c)| {
-                (format!("{{cause=\"{cause}\",status=\"{status}\"}}"), get(c))
-            })
-            .collect();
         metric(
             "handshake_failures_total",
             "counter",
             "Handshakes refused with an HTTP error, by cause.",
-            &failures,
+            &by_code(&HANDSHAKE_CAUSES, &self.handshake_failures, "status"),
         );
-        let bad_frames: Vec<_> = BAD_FRAME_CLOSES
-            .iter()
-            .zip(&self.bad_frame_closes)
-            .map(|((code, cause), c)| (format!("{{cause=\"{cause}\",code=\"{code}\"}}"), get(c)))
-            .collect();
         metric(
             "bad_frame_closes_total",
             "counter",
             "Connections closed by the server over what the client sent, by close code.",
-            &bad_frames,
+            &by_code(&BAD_FRAME_CLOSES, &self.bad_frame_closes, "code"),
         );
         metric(
             "frames_sent_total",
