@@ -60,22 +60,10 @@ pub fn sample(pid: u32) -> io::Result<Sample> {
     let cpu_ticks = ticks(11) + ticks(12);
 
     let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
+    let field = |name: &str| number_after(&status, name);
     let fds = fs::read_dir(format!("/proc/{pid}/fd"))?.count() as u64;
     let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let kernel_stack_kib = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("KernelStack:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let kernel_stack_kib = number_after(&meminfo, "KernelStack:");
     Ok(Sample {
         at_ns: crate::wallclock::now_ns(),
         cpu_s: cpu_ticks as f64 / clock_ticks_per_second(),
@@ -96,15 +84,20 @@ pub fn sample(pid: u32) -> io::Result<Sample> {
 /// If the process is gone.
 pub fn rss_and_threads(pid: u32) -> io::Result<(u64, u64)> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    Ok((field("VmRSS:"), field("Threads:")))
+    Ok((
+        number_after(&status, "VmRSS:"),
+        number_after(&status, "Threads:"),
+    ))
+}
+
+/// The number after `name` on the line that starts with it, in a `/proc` text of
+/// `Name:   value [unit]` lines (`status`, `meminfo`); 0 if there is none.
+fn number_after(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The summed run time of the process's live threads, in nanoseconds, from
