@@ -546,14 +546,7 @@ impl Hub {
             frame: &protocol::ping_frame(),
             sse: Some(crate::sse::chunk(": heartbeat\n\n")),
         };
-        let targets: Vec<(ClientId, &Sink)> = self
-            .clients
-            .iter()
-            .filter(|(id, _)| in_group(id))
-            .map(|(&id, c)| (id, &c.sink))
-            .collect();
-        let outcome = fan_out(&targets, &ping, self.fan_out_threads);
-        self.settle(outcome);
+        self.send_to(&ping, |id| in_group(&id));
     }
 
     fn schedule_presence(&mut self) {
@@ -592,8 +585,18 @@ impl Hub {
 
     /// Writes to every client; cuts off the ones that cannot keep up.
     fn send_to_all(&mut self, message: &Encoded<'_>) {
-        let targets: Vec<(ClientId, &Sink)> =
-            self.clients.iter().map(|(&id, c)| (id, &c.sink)).collect();
+        self.send_to(message, |_| true);
+    }
+
+    /// Writes to the clients whose id `wanted` accepts; cuts off the ones that
+    /// cannot keep up.
+    fn send_to(&mut self, message: &Encoded<'_>, wanted: impl Fn(ClientId) -> bool) {
+        let targets: Vec<(ClientId, &Sink)> = self
+            .clients
+            .iter()
+            .filter(|(&id, _)| wanted(id))
+            .map(|(&id, c)| (id, &c.sink))
+            .collect();
         let outcome = fan_out(&targets, message, self.fan_out_threads);
         self.settle(outcome);
     }
@@ -631,16 +634,7 @@ impl Hub {
                 frame: &protocol::text_frame(text),
                 sse,
             };
-            let mut gone = Vec::new();
-            for (&id, client) in self.clients.range(..newest) {
-                if self.send(&client.sink, &message) == Delivery::CutOff {
-                    gone.push(id);
-                }
-            }
-            for id in gone {
-                self.metrics.backlog_cutoffs.fetch_add(1, Ordering::Relaxed);
-                self.remove(id, LeaveReason::TooSlow);
-            }
+            self.send_to(&message, |id| id < newest);
         }
         for reason in LeaveReason::ALL {
             let ids: Vec<ClientId> = presence
