@@ -3,10 +3,17 @@
 # decoded byte by byte, and a clean close. A teaching aid: it shows on the terminal
 # every byte that makes a WebSocket, with nothing but bash and coreutils.
 #
+#   bash scripts/handshake.sh ws://HOST[:PORT][/PATH] [FRAMES]
 #   bash scripts/handshake.sh [HOST] [PORT] [FRAMES]
 #
+#   ws://…  a WebSocket URL, as wscat and websocat take it: ws://127.0.0.1:40132/echo,
+#           ws://localhost:40132/, ws://[::1]:40132/echo. Without a port it means
+#           port 80, as every ws:// URL does (tickcast's own default, 40132, must be
+#           written out); without a path it means /. The request asks for the URL's
+#           path (and ?query), and its Host header is host[:port] as the URL wrote
+#           it. wss:// is refused: this script speaks no TLS.
 #   HOST    where tickcast listens for WebSockets   (default 127.0.0.1)
-#   PORT    its WebSocket port (--ws-addr)          (default 40132)
+#   PORT    its WebSocket port (--ws-addr)          (default 40132); the path is /echo
 #   FRAMES  how many frames to read before closing  (default 3)
 #
 # What it does, in the order the steps appear below:
@@ -20,17 +27,16 @@
 #      and sees the server hang up.
 #
 # Exit status: 0 when all of that worked; 1 when the server cannot be reached, the
-# answer is not 101, the accept hash is wrong, the server breaks the protocol or
-# stays silent; 2 for bad arguments. Every read from the server gives up after
-# HANDSHAKE_TIMEOUT seconds (default 5), so the script never hangs.
+# answer is not 101 (a wrong path gets 404), the accept hash is wrong, the server
+# breaks the protocol or stays silent; 2 for bad arguments: a bad PORT or FRAMES, a
+# wss:// URL, or a URL with no host, a bad port or a fragment. Every read from the
+# server gives up after HANDSHAKE_TIMEOUT seconds (default 5), so the script never
+# hangs.
 #
-# It needs bash 4+, and from coreutils: head, od, base64, sha1sum, timeout.
+# It needs bash 4+, and from coreutils: cat, head, od, base64, sha1sum, timeout.
 # It starts no process that outlives it: each `timeout head` ends with its read.
 set -euo pipefail
 
-HOST="${1:-127.0.0.1}"
-PORT="${2:-40132}"
-FRAMES="${3:-3}"
 TIMEOUT="${HANDSHAKE_TIMEOUT:-5}"
 
 # The fixed GUID from RFC 6455 section 1.3. Only a server that knows WebSocket
@@ -41,26 +47,145 @@ GUID="258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 # bytes; this only stops a wrong length from making us read forever.
 MAX_PAYLOAD=$((1 << 20))
 
+USAGE='usage: bash scripts/handshake.sh ws://HOST[:PORT][/PATH] [FRAMES]   (port 80 if none, as in any ws:// URL)
+       bash scripts/handshake.sh [HOST] [PORT] [FRAMES]           (defaults: 127.0.0.1 40132 3, path /echo)'
+
 die() {
     printf 'handshake.sh: %s\n' "$*" >&2
     exit 1
 }
 
 usage() {
-    printf 'handshake.sh: %s\n' "$1" >&2
-    printf 'usage: bash scripts/handshake.sh [HOST] [PORT] [FRAMES]   (defaults: 127.0.0.1 40132 3)\n' >&2
+    printf 'handshake.sh: %s\n%s\n' "$1" "$USAGE" >&2
+    exit 2
+}
+
+# bad_url MESSAGE: a URL this script cannot use. The message says why and what to
+# write instead, on one line; exit status 2, as for any bad argument.
+bad_url() {
+    printf 'handshake.sh: %s\n' "$*" >&2
     exit 2
 }
 
 step() { printf '\n== %s\n' "$*"; }
 
-if [[ "$HOST" == "-h" || "$HOST" == "--help" ]]; then
-    printf 'usage: bash scripts/handshake.sh [HOST] [PORT] [FRAMES]   (defaults: 127.0.0.1 40132 3)\n'
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+    cat <<EOT
+$USAGE
+
+Opens a WebSocket to tickcast with bash's /dev/tcp and shows every byte of it: the
+handshake, the accept hash checked by hand, FRAMES frames decoded, a clean close.
+
+  ws://HOST[:PORT][/PATH]  the server as a URL, as wscat and websocat take it, e.g.
+                           ws://127.0.0.1:40132/echo or ws://[::1]:40132/. PORT is
+                           80 when the URL has none, as the URL standard says for
+                           ws:// (tickcast listens on 40132 unless told otherwise,
+                           so write it); PATH is / when it has none (tickcast
+                           answers on /echo and /). wss:// is refused: no TLS here.
+  HOST                     the server's host or address     (default 127.0.0.1)
+  PORT                     its WebSocket port, --ws-addr    (default 40132)
+                           (HOST PORT always ask for the path /echo)
+  FRAMES                   frames to read before closing    (default 3)
+  HANDSHAKE_TIMEOUT        environment: seconds each read may wait (default 5)
+
+Exit status: 0 all went well; 1 no connection, no 101, or a protocol error;
+2 bad arguments (including wss:// and malformed URLs).
+EOT
     exit 0
 fi
-# 10#: a leading zero must not make bash read "08" as octal.
-if [[ ! "$PORT" =~ ^[0-9]{1,5}$ ]] || ((10#$PORT < 1 || 10#$PORT > 65535)); then
-    usage "PORT must be a number from 1 to 65535, not '$PORT'"
+
+# ---------------------------------------------------------------------------
+# Arguments: where to connect (HOST, PORT), and what to ask for there (TARGET, the
+# path in the request line, and HOST_HEADER).
+#
+# A ws:// URL splits as RFC 6455 section 3 says: ws://HOST[:PORT][/PATH][?QUERY].
+# HOST and PORT say where to connect; PATH and QUERY together are the request
+# target of the GET. An IPv6 address is written in brackets, ws://[::1]:40132/, so
+# that its colons are not read as the port's; /dev/tcp wants it without them.
+# ---------------------------------------------------------------------------
+
+# parse_url URL: sets HOST, PORT, TARGET and HOST_HEADER from a ws:// URL, or exits
+# with status 2 and one line saying what is wrong with it.
+parse_url() {
+    local url=$1 shown rest authority port=""
+    shown="${url//[[:cntrl:]]/?}" # the URL for messages: keep them on one line
+    case "${url%%:*}" in
+    [Ww][Ss]) ;; # a scheme is case-insensitive: WS:// is ws://
+    [Ww][Ss][Ss])
+        bad_url "'$shown': wss:// is WebSocket over TLS, which this script does not speak (bash's /dev/tcp is plain TCP); use a plain ws:// URL to tickcast itself, e.g. ws://127.0.0.1:40132/echo, the address the nginx proxy (scripts/nginx/tickcast.conf) forwards wss:// to"
+        ;;
+    *) bad_url "'$shown' is not a ws:// URL: write ws://HOST[:PORT][/PATH], e.g. ws://127.0.0.1:40132/echo" ;;
+    esac
+    rest="${url#*:}"
+    [[ "$rest" == //* ]] ||
+        bad_url "'$shown' is not a ws:// URL: write ws://HOST[:PORT][/PATH], e.g. ws://127.0.0.1:40132/echo"
+    rest="${rest#//}"
+
+    # The authority, [user@]host[:port], ends at the first /, ? or #.
+    authority="${rest%%[/?#]*}"
+    TARGET="${rest:${#authority}}"
+    [[ "$TARGET" != *'#'* ]] ||
+        bad_url "'$shown': a #fragment means nothing in a WebSocket URL (RFC 6455 section 3); leave it out"
+    [[ ! "$TARGET" =~ [[:space:][:cntrl:]] ]] ||
+        bad_url "'$shown': the path has a space or control character, which cannot go in a request line; write it %-encoded (a space is %20)"
+    case "$TARGET" in
+    "") TARGET=/ ;;            # ws://host:port means the path /
+    '?'*) TARGET="/$TARGET" ;; # and ws://host:port?x the path / with the query x
+    esac
+    [[ "$authority" != *@* ]] ||
+        bad_url "'$shown': user:password@ in the URL is not supported; this script sends no credentials"
+
+    if [[ "$authority" =~ ^\[([0-9A-Fa-f.]*:[0-9A-Fa-f:.]*)\](:(.*))?$ ]]; then
+        HOST="${BASH_REMATCH[1]}" # an IPv6 address, without its brackets
+        port="${BASH_REMATCH[3]}"
+    elif [[ "$authority" == \[* ]]; then
+        bad_url "'$shown': '$authority' is not an IPv6 address in brackets, such as [::1]:40132"
+    else
+        HOST="${authority%%:*}"
+        [[ "$authority" != *:* ]] || port="${authority#*:}"
+        [[ "$port" != *:* ]] ||
+            bad_url "'$shown': an IPv6 address goes in brackets, as in ws://[::1]:40132/echo"
+    fi
+    [[ -n "$HOST" ]] ||
+        bad_url "'$shown' has no host: write ws://HOST[:PORT][/PATH], e.g. ws://127.0.0.1:40132/echo"
+    [[ "$HOST" == *:* || "$HOST" =~ ^[A-Za-z0-9._-]+$ ]] ||
+        bad_url "'$shown': '$HOST' is not a host name or an IP address"
+
+    # 10#: a leading zero must not make bash read "08" as octal.
+    if [[ -z "$port" ]]; then
+        PORT=80 # no port (or an empty one, ws://host:/) means 80, the ws:// default
+        HOST_HEADER="${authority%:}"
+        PORT_NOTE=" (the URL names no port, so 80, the ws:// default; tickcast's is 40132: ws://$HOST_HEADER:40132$TARGET)"
+    elif [[ "$port" =~ ^[0-9]{1,5}$ ]] && ((10#$port >= 1 && 10#$port <= 65535)); then
+        PORT=$((10#$port))
+        HOST_HEADER="$authority" # host[:port] exactly as the URL wrote them
+    else
+        bad_url "'$shown': the port must be a number from 1 to 65535, not '$port'"
+    fi
+}
+
+# PORT_NOTE: added to a failed connect's message when the port was not written.
+PORT_NOTE=""
+if [[ "${1:-}" == *://* || "${1:-}" =~ ^[Ww][Ss][Ss]?: ]]; then
+    parse_url "$1"
+    (($# <= 2)) || usage "too many arguments: after a URL comes only FRAMES"
+    FRAMES="${2:-3}"
+    URL="ws://$HOST_HEADER$TARGET"
+else
+    (($# <= 3)) || usage "too many arguments: HOST, PORT and FRAMES at most"
+    HOST="${1:-127.0.0.1}"
+    PORT="${2:-40132}"
+    FRAMES="${3:-3}"
+    if [[ ! "$PORT" =~ ^[0-9]{1,5}$ ]] || ((10#$PORT < 1 || 10#$PORT > 65535)); then
+        usage "PORT must be a number from 1 to 65535, not '$PORT'"
+    fi
+    PORT=$((10#$PORT))
+    TARGET=/echo
+    HOST_HEADER="$HOST:$PORT"
+    if [[ "$HOST" == *:* ]]; then
+        HOST_HEADER="[$HOST]:$PORT" # an IPv6 address needs brackets
+    fi
+    URL="ws://$HOST_HEADER$TARGET"
 fi
 if [[ ! "$FRAMES" =~ ^[0-9]{1,6}$ ]]; then
     usage "FRAMES must be a number (0 or more), not '$FRAMES'"
@@ -68,10 +193,18 @@ fi
 if [[ ! "$TIMEOUT" =~ ^[0-9]{1,4}$ ]] || ((10#$TIMEOUT == 0)); then
     usage "HANDSHAKE_TIMEOUT must be a whole number of seconds (1 or more), not '$TIMEOUT'"
 fi
-PORT=$((10#$PORT)) FRAMES=$((10#$FRAMES)) TIMEOUT=$((10#$TIMEOUT))
+FRAMES=$((10#$FRAMES)) TIMEOUT=$((10#$TIMEOUT))
 
-printf 'tickcast handshake: ws://%s:%s/echo, reading %s frame(s), %s s timeout per read\n' \
-    "$HOST" "$PORT" "$FRAMES" "$TIMEOUT"
+# HOST:PORT for messages, with an IPv6 address in brackets.
+ADDR="$HOST:$PORT"
+if [[ "$HOST" == *:* ]]; then
+    ADDR="[$HOST]:$PORT"
+fi
+
+printf 'tickcast handshake: %s, reading %s frame(s), %s s timeout per read\n' \
+    "$URL" "$FRAMES" "$TIMEOUT"
+printf 'connecting to host %s, port %s; request target %s; Host: %s\n' \
+    "$HOST" "$PORT" "$TARGET" "$HOST_HEADER"
 
 # ---------------------------------------------------------------------------
 # Reading and writing bytes
@@ -151,11 +284,11 @@ step "1. Connect"
 if ! reason=$(timeout "$TIMEOUT" bash -c 'exec 3<>"/dev/tcp/$1/$2"' probe "$HOST" "$PORT" 2>&1); then
     reason="${reason%%$'\n'*}" # bash's first complaint, e.g. "probe: connect: Connection refused"
     reason="${reason##*: }"     # → "Connection refused" (or "Name or service not known")
-    die "cannot connect to $HOST:$PORT (${reason:-no answer within ${TIMEOUT} s}): is tickcast running?"
+    die "cannot connect to $ADDR (${reason:-no answer within ${TIMEOUT} s}): is tickcast running?$PORT_NOTE"
 fi
 { exec 3<>"/dev/tcp/$HOST/$PORT"; } 2>/dev/null ||
-    die "cannot connect to $HOST:$PORT: is tickcast running?"
-printf 'connected to %s:%s (file descriptor 3)\n' "$HOST" "$PORT"
+    die "cannot connect to $ADDR: is tickcast running?$PORT_NOTE"
+printf 'connected to %s (file descriptor 3)\n' "$ADDR"
 
 # ---------------------------------------------------------------------------
 # 2. Send the opening handshake
@@ -169,13 +302,11 @@ step "2. Send the opening handshake"
 KEY=$(head -c 16 /dev/urandom | base64)
 printf 'key: 16 random bytes from /dev/urandom, in base64: %s\n' "$KEY"
 
-host_header="$HOST:$PORT"
-if [[ "$HOST" == *:* ]]; then
-    host_header="[$HOST]:$PORT" # an IPv6 address needs brackets
-fi
+# The request target is the URL's path (and query); Host names the server as the
+# URL did, so that one address can serve several sites.
 request=(
-    "GET /echo HTTP/1.1"
-    "Host: $host_header"
+    "GET $TARGET HTTP/1.1"
+    "Host: $HOST_HEADER"
     "Upgrade: websocket"
     "Connection: Upgrade"
     "Sec-WebSocket-Key: $KEY"
@@ -203,7 +334,7 @@ content_length=0
 for ((lines = 0; ; lines++)); do
     ((lines < 100)) || die "the response head goes on for more than 100 lines"
     if ! IFS= read -r -t "$TIMEOUT" -u 3 line; then
-        ((lines > 0)) || die "no answer from $HOST:$PORT within ${TIMEOUT} s (is it tickcast's WebSocket port?)"
+        ((lines > 0)) || die "no answer from $ADDR within ${TIMEOUT} s (is it tickcast's WebSocket port?)"
         die "the response head ended early (timeout or closed connection)"
     fi
     line="${line%$'\r'}"
@@ -223,12 +354,16 @@ for ((lines = 0; ; lines++)); do
 done
 
 if [[ ! "$status_line" =~ ^HTTP/1\.1\ 101\  ]]; then
-    # A refusal has a one-line body that says why: show it.
+    # A refusal has a one-line body that says why: show it, and repeat it in the
+    # error (a wrong path gets "404 Not Found" and the paths that would work).
+    why=""
     if ((content_length > 0 && content_length <= 4096)); then
         read_bytes "$content_length"
-        printf '< %s\n' "$(text "${BYTES[@]}")"
+        why=$(text "${BYTES[@]}")
+        printf '< %s\n' "$why"
+        why="${why%%$'\n'*}"
     fi
-    die "expected 'HTTP/1.1 101 Switching Protocols', got '$status_line'"
+    die "expected 'HTTP/1.1 101 Switching Protocols', got '$status_line'${why:+: $why}"
 fi
 printf '101 Switching Protocols: from the next byte on, we both speak WebSocket frames\n'
 

@@ -305,9 +305,243 @@ fn script_rejects_bad_arguments() {
         &["127.0.0.1", "http"][..],
         &["127.0.0.1", "70000"],
         &["127.0.0.1", "40132", "some"],
+        &["127.0.0.1", "40132", "3", "extra"],
     ] {
         let run = run_script(args, &[]);
         assert_eq!(run.status.code(), Some(2), "{args:?}\n{}", run.dump());
         assert!(run.stderr.contains("usage: "), "{args:?}\n{}", run.dump());
     }
+}
+
+/// What every successful run shows: the 101, a matching accept hash, a welcome
+/// as frame 1, and the close handshake answered 1000.
+fn assert_clean_session(run: &Run) {
+    assert!(run.status.success(), "{}", run.dump());
+    assert!(run.stderr.is_empty(), "{}", run.dump());
+    assert!(
+        run.stdout
+            .contains("\n< HTTP/1.1 101 Switching Protocols\n"),
+        "{}",
+        run.dump()
+    );
+    assert!(
+        run.stdout.contains("\nSec-WebSocket-Accept matches"),
+        "{}",
+        run.dump()
+    );
+    let frames = text_frames(run);
+    assert_eq!(frames.first().map(|f| f.number), Some(1), "{}", run.dump());
+    assert_eq!(json(&frames[0])["type"], "welcome", "{}", run.dump());
+    assert!(
+        run.stdout
+            .contains("\nclose reply: FIN close 2 bytes: code 1000 (normal closure)\n"),
+        "{}",
+        run.dump()
+    );
+}
+
+/// A `ws://HOST:PORT/echo` URL, as wscat takes it: the script connects to that
+/// port, asks for `/echo`, sends `Host: HOST:PORT`, and completes the session.
+#[test]
+fn script_takes_a_ws_url() {
+    let server = start();
+    let port = server.ws_addr().port();
+    let url = format!("ws://127.0.0.1:{port}/echo");
+    let run = run_script(&[&url, "2"], &[]);
+    assert_clean_session(&run);
+    assert_eq!(run.line_after("> "), "GET /echo HTTP/1.1", "{}", run.dump());
+    assert_eq!(
+        run.line_after("> Host: "),
+        format!("127.0.0.1:{port}"),
+        "{}",
+        run.dump()
+    );
+    // FRAMES, the URL's second argument, is obeyed: frame 2 is read, frame 3 not.
+    let numbers: Vec<u32> = text_frames(&run).iter().map(|f| f.number).collect();
+    assert_eq!(&numbers[..2], &[1, 2], "{}", run.dump());
+    assert!(!run.stdout.contains("\nframe 3: "), "{}", run.dump());
+    server.shutdown();
+}
+
+/// The URL's path is the request's: `ws://localhost:PORT/` and a URL with no path
+/// at all both ask for `/`, which tickcast also serves, and keep the host as written.
+#[test]
+fn script_asks_for_the_urls_root_path() {
+    let server = start();
+    let port = server.ws_addr().port();
+    for (url, host) in [
+        (
+            format!("ws://localhost:{port}/"),
+            format!("localhost:{port}"),
+        ),
+        (
+            format!("ws://127.0.0.1:{port}"),
+            format!("127.0.0.1:{port}"),
+        ),
+    ] {
+        let run = run_script(&[&url, "1"], &[]);
+        assert_clean_session(&run);
+        assert_eq!(
+            run.line_after("> "),
+            "GET / HTTP/1.1",
+            "{url}\n{}",
+            run.dump()
+        );
+        assert_eq!(run.line_after("> Host: "), host, "{url}\n{}", run.dump());
+    }
+    server.shutdown();
+}
+
+/// An IPv6 URL, `ws://[::1]:PORT/echo`: the script connects to `::1` (without the
+/// brackets) and sends the brackets in `Host`.
+#[test]
+fn script_takes_an_ipv6_url() {
+    if TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: this machine has no IPv6 loopback");
+        return;
+    }
+    let server = start_with(|config| config.ws_addr = "[::1]:0".parse().unwrap());
+    let port = server.ws_addr().port();
+    let url = format!("ws://[::1]:{port}/echo");
+    let run = run_script(&[&url, "1"], &[]);
+    assert_clean_session(&run);
+    assert_eq!(
+        run.line_after("> Host: "),
+        format!("[::1]:{port}"),
+        "{}",
+        run.dump()
+    );
+    server.shutdown();
+}
+
+/// A URL whose path tickcast does not serve: the request asks for that path, and the
+/// server's 404 and its reason are reported, with exit status 1.
+#[test]
+fn script_reports_a_404_for_a_wrong_path() {
+    let server = start();
+    let port = server.ws_addr().port();
+    let url = format!("ws://127.0.0.1:{port}/nope");
+    let run = run_script(&[&url], &[]);
+    assert_eq!(run.status.code(), Some(1), "{}", run.dump());
+    assert_eq!(run.line_after("> "), "GET /nope HTTP/1.1", "{}", run.dump());
+    assert!(
+        run.stdout.contains("\n< HTTP/1.1 404 Not Found\n"),
+        "{}",
+        run.dump()
+    );
+    // The reason is the server's own, so it proves the path reached the server.
+    assert_eq!(
+        run.stderr,
+        "handshake.sh: expected 'HTTP/1.1 101 Switching Protocols', got 'HTTP/1.1 404 Not \
+         Found': no WebSocket endpoint at /nope; connect to /echo\n",
+        "{}",
+        run.dump()
+    );
+    server.shutdown();
+}
+
+/// A URL without a port means port 80, as the URL standard says for `ws://`, not
+/// tickcast's 40132; a failed connect says so and shows the URL with 40132.
+#[test]
+fn script_reads_a_url_without_a_port_as_port_80() {
+    let run = run_script(&["ws://127.0.0.1/echo"], &[("HANDSHAKE_TIMEOUT", "1")]);
+    assert!(
+        run.stdout.contains(
+            "\nconnecting to host 127.0.0.1, port 80; request target /echo; Host: 127.0.0.1\n"
+        ),
+        "{}",
+        run.dump()
+    );
+    // Whatever this machine has on port 80 answers; if nothing does, the hint shows.
+    if run.stderr.contains("cannot connect") {
+        assert_eq!(run.status.code(), Some(1), "{}", run.dump());
+        assert!(
+            run.stderr.contains(
+                "cannot connect to 127.0.0.1:80 (Connection refused): is tickcast running? \
+                 (the URL names no port, so 80, the ws:// default; tickcast's is 40132: \
+                 ws://127.0.0.1:40132/echo)"
+            ),
+            "{}",
+            run.dump()
+        );
+    }
+}
+
+/// `wss://` is refused at once with exit status 2, one line that says this script
+/// speaks no TLS and what to use instead, and no connection, even with a server
+/// listening there.
+#[test]
+fn script_refuses_wss() {
+    let server = start();
+    let port = server.ws_addr().port();
+    for url in [
+        format!("wss://127.0.0.1:{port}/echo"),
+        format!("WSS://127.0.0.1:{port}/"),
+    ] {
+        let run = run_script(&[&url], &[]);
+        assert_eq!(run.status.code(), Some(2), "{url}\n{}", run.dump());
+        assert!(run.stdout.is_empty(), "{url}\n{}", run.dump());
+        assert_eq!(run.stderr.lines().count(), 1, "{url}\n{}", run.dump());
+        for needle in ["does not speak", "TLS", "plain ws:// URL", "nginx"] {
+            assert!(run.stderr.contains(needle), "{needle:?}\n{}", run.dump());
+        }
+    }
+    server.shutdown();
+}
+
+/// A malformed URL (no host, a port out of range or not a number, an IPv6 address
+/// without brackets, a fragment, another scheme): exit status 2 and one line that
+/// names the URL and the fault, before any connection.
+#[test]
+fn script_rejects_malformed_urls() {
+    for (url, fault) in [
+        ("ws://", "has no host"),
+        ("ws:///echo", "has no host"),
+        ("ws://:40132/echo", "has no host"),
+        (
+            "ws://h:99999/",
+            "the port must be a number from 1 to 65535, not '99999'",
+        ),
+        (
+            "ws://h:abc/",
+            "the port must be a number from 1 to 65535, not 'abc'",
+        ),
+        (
+            "ws://h:0/",
+            "the port must be a number from 1 to 65535, not '0'",
+        ),
+        ("ws://::1:40132/echo", "an IPv6 address goes in brackets"),
+        ("ws://[::1/echo", "is not an IPv6 address in brackets"),
+        ("ws://h:40132/echo#top", "#fragment"),
+        ("ws:/h/echo", "is not a ws:// URL"),
+        ("http://127.0.0.1:40132/echo", "is not a ws:// URL"),
+    ] {
+        let run = run_script(&[url], &[]);
+        assert_eq!(run.status.code(), Some(2), "{url}\n{}", run.dump());
+        assert!(run.stdout.is_empty(), "{url}\n{}", run.dump());
+        assert_eq!(run.stderr.lines().count(), 1, "{url}\n{}", run.dump());
+        let prefix = format!("handshake.sh: '{url}'");
+        assert!(run.stderr.starts_with(&prefix), "{url}\n{}", run.dump());
+        assert!(
+            run.stderr.contains(fault),
+            "{url}: {fault:?}\n{}",
+            run.dump()
+        );
+    }
+}
+
+/// After a URL the only argument is FRAMES: a third is a usage error (exit 2),
+/// not silently ignored.
+#[test]
+fn script_rejects_arguments_after_url_and_frames() {
+    let run = run_script(&["ws://127.0.0.1:40132/echo", "3", "40132"], &[]);
+    assert_eq!(run.status.code(), Some(2), "{}", run.dump());
+    assert!(
+        run.stderr.starts_with(
+            "handshake.sh: too many arguments: after a URL comes only FRAMES\nusage: "
+        ),
+        "{}",
+        run.dump()
+    );
+    assert!(run.stdout.is_empty(), "{}", run.dump());
 }
