@@ -20,14 +20,24 @@
 //!
 //! The controller (loadgen's `main`) moves every client through [`Phase`]s on a
 //! `watch` channel: during `Load` the echo clients send an echo every
-//! `echo_every`; on `Close` each client sends close 1000 and waits for the
-//! server's close frame.
+//! `echo_every`; during `Drain` every client just keeps reading, so the ticks
+//! made just before the measured window ended can still land; on `Close` each
+//! client sends close 1000 and waits for the server's close frame.
+//!
+//! # What the per-client check needs
+//!
+//! Issue 9's rule is that every tick the server made after a client's 101
+//! arrived must reach that client (see `crate::delivery_check`). So each client
+//! records when its 101 arrived ([`Outcome::got_101_ns`], kept even if the
+//! welcome then never comes), every tick's `seq` and `time`, and when its
+//! connection ended if that was before loadgen closed it
+//! ([`Outcome::ended_ns`]).
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, Interest};
@@ -48,6 +58,8 @@ pub enum Phase {
     Rest,
     /// Ticks plus echoes from the echo clients.
     Load,
+    /// The measured window has ended: no more echoes, keep reading ticks.
+    Drain,
     /// Close now.
     Close,
 }
@@ -76,18 +88,23 @@ pub struct Progress {
     pub failed: AtomicUsize,
     /// The newest tick seq any client has seen.
     pub max_seq: AtomicU32,
-    /// Per client: the newest tick seq it has seen (0 = none yet, `u32::MAX` =
-    /// the connection ended early).
-    pub last_seq: Vec<AtomicU32>,
+    /// Per client: the `time` stamp (ns since the epoch) of the newest tick it
+    /// has seen, 0 before the first, or [`Progress::GONE`]. The controller's
+    /// drain waits until every client has one made after the window ended.
+    pub newest_stamp_ns: Vec<AtomicI64>,
 }
 
 impl Progress {
+    /// In [`Progress::newest_stamp_ns`]: the client failed to connect or its
+    /// connection ended, so the drain must not wait for it.
+    pub const GONE: i64 = i64::MAX;
+
     pub fn new(clients: usize) -> Progress {
         Progress {
             connected: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
             max_seq: AtomicU32::new(0),
-            last_seq: (0..clients).map(|_| AtomicU32::new(0)).collect(),
+            newest_stamp_ns: (0..clients).map(|_| AtomicI64::new(0)).collect(),
         }
     }
 }
@@ -116,6 +133,14 @@ pub struct Outcome {
     pub connect_error: Option<String>,
     /// Why the connection ended before the controller said `Close`, if it did.
     pub ended_early: Option<String>,
+    /// When the `101 Switching Protocols` response arrived (the kernel's
+    /// receive timestamp, ns since the epoch), or `None` if it never did. Set
+    /// even if the welcome then never comes: a client the server accepted and
+    /// then forgot is exactly what the per-client check must see.
+    pub got_101_ns: Option<i64>,
+    /// When the connection ended, ns since the epoch, if that was before the
+    /// controller said `Close` (a failed connect after the 101 included).
+    pub ended_ns: Option<i64>,
     pub welcome_id: u64,
     pub ticks: Vec<TickRx>,
     pub joins: u32,
@@ -213,7 +238,8 @@ pub async fn run(
                     break;
                 }
             }
-            _ = sleep_until_opt(next_echo) => {
+            // Echoes belong to the load phase only: the drain measures nothing.
+            _ = sleep_until_opt(next_echo.filter(|_| phase == Phase::Load)) => {
                 echo_n += 1;
                 let payload = format!(r#"{{"echo":{echo_n}}}"#);
                 pending_echo.push_back((echo_n, now_ns()));
@@ -227,8 +253,9 @@ pub async fn run(
         }
     }
     if closing || out.ended_early.is_some() {
+        out.ended_ns = Some(now_ns());
         // Gone early: the controller must not wait for this client to catch up.
-        progress.last_seq[index].store(u32::MAX, Ordering::Relaxed);
+        progress.newest_stamp_ns[index].store(Progress::GONE, Ordering::Relaxed);
     }
     if closing {
         // The server sent a close frame first; we answered it in handle_frame.
@@ -283,7 +310,11 @@ pub async fn run(
 
 fn failed(mut out: Outcome, progress: &Progress, error: String) -> Outcome {
     progress.failed.fetch_add(1, Ordering::Relaxed);
+    progress.newest_stamp_ns[out.index].store(Progress::GONE, Ordering::Relaxed);
     out.connect_error = Some(error);
+    // If the 101 had arrived, this is when the server's accepted connection
+    // was given up on, before the window ended: a lost client.
+    out.ended_ns = Some(now_ns());
     out
 }
 
@@ -313,7 +344,9 @@ async fn connect(config: &ClientConfig, out: &mut Outcome) -> io::Result<Conn> {
         config.path, config.host
     );
     conn.stream.write_all(request.as_bytes()).await?;
-    // Read the response head.
+    // Read the response head, keeping the kernel's receive time of the read
+    // that completed it: when the 101 arrived.
+    let mut head_read_ns = 0;
     let head_end = loop {
         if let Some(i) = find(&conn.buf[conn.start..conn.end], b"\r\n\r\n") {
             break conn.start + i + 4;
@@ -321,10 +354,13 @@ async fn connect(config: &ClientConfig, out: &mut Outcome) -> io::Result<Conn> {
         if conn.end - conn.start > 8192 {
             return Err(io::Error::other("handshake response head too long"));
         }
-        let (n, _) = conn.read_some().await?;
+        let (n, kernel_ns) = conn.read_some().await?;
         if n == 0 {
             return Err(io::Error::other("connection closed during the handshake"));
         }
+        // Without a kernel timestamp, now is later than the arrival: that can
+        // only make fewer ticks owed, never a tick wrongly owed.
+        head_read_ns = kernel_ns.unwrap_or_else(now_ns);
     };
     let head = String::from_utf8_lossy(&conn.buf[conn.start..head_end]).into_owned();
     conn.start = head_end;
@@ -343,6 +379,10 @@ async fn connect(config: &ClientConfig, out: &mut Outcome) -> io::Result<Conn> {
             "handshake: wrong or missing Sec-WebSocket-Accept",
         ));
     }
+    // If the head came in the same read as later bytes (the welcome, a tick),
+    // the timestamp is the last segment's: later than the 101, so again only
+    // ever fewer ticks owed.
+    out.got_101_ns = Some(head_read_ns);
     // The first frame must be the welcome.
     loop {
         if let Some((opcode, s, e)) = conn.next_frame()? {
@@ -404,7 +444,7 @@ async fn handle_frame(
                             kernel_ns,
                             time_ns,
                         });
-                        progress.last_seq[out.index].store(seq, Ordering::Relaxed);
+                        progress.newest_stamp_ns[out.index].store(time_ns, Ordering::Relaxed);
                         progress.max_seq.fetch_max(seq, Ordering::Relaxed);
                     }
                     _ => out.protocol_errors += 1,

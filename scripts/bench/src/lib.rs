@@ -10,6 +10,8 @@
 //!   and `results.md`.
 //! - [`client`]: one load-generator client: its own minimal RFC 6455 client
 //!   framing, so every read can carry the kernel's receive timestamp.
+//! - [`delivery_check`]: the per-client check of issue 9: every tick the server
+//!   made after a client's 101 must reach that client, once and in order.
 //! - [`procstat`]: RSS, peak RSS, threads, fds and CPU time of a process, from
 //!   `/proc`.
 //! - [`run`]: the JSON result of one run, shared by loadgen and report.
@@ -17,8 +19,11 @@
 //! - [`wallclock`]: RFC 3339 millisecond timestamps, both ways.
 //!
 //! `node-peer/server.js` is the Node `ws` peer; `scripts/bench.sh` drives it all.
+//! `tests/delivery_check.rs` runs loadgen against a fake server that loses a
+//! tick or a client, to prove the per-client check fails when it should.
 
 pub mod client;
+pub mod delivery_check;
 pub mod procstat;
 pub mod run;
 pub mod stats;

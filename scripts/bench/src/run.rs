@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::delivery_check::DeliveryCheck;
 use crate::procstat::Sample;
 use crate::stats::Summary;
 
@@ -46,6 +47,9 @@ pub struct Params {
     pub echo_clients: usize,
     pub echo_every_ms: f64,
     pub loadgen_threads: usize,
+    /// The longest the clients kept reading after the window ended (`--drain`).
+    #[serde(default)]
+    pub drain_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,24 +64,37 @@ pub struct Connect {
     pub ramp_s: f64,
 }
 
+/// What reached whom. Two views: the fan-out window (the ticks made while every
+/// client was connected, for spread and the delivery ratio), and the
+/// per-client check of issue 9 (flattened in: `clients_checked`,
+/// `clients_missing`, `ticks_missing`, `worst`, …), which holds each client to
+/// every tick made after its own 101 and is what `--require-full-delivery`
+/// enforces.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Delivery {
-    /// The measured window of tick seqs, inclusive: from the first tick after
-    /// everyone connected to the last one before the clients closed.
+    /// The fan-out window of tick seqs, inclusive: from the first tick after
+    /// everyone connected to the newest one seen when the load phase ended.
     pub first_seq: u32,
     pub last_seq: u32,
     pub ticks: u32,
     /// ticks × connected clients.
     pub expected: u64,
-    /// (client, seq) pairs received within the window.
+    /// (client, seq) pairs received within the fan-out window.
     pub delivered: u64,
     pub ratio: f64,
     /// Ticks every connected client received.
     pub ticks_complete: u32,
-    /// Clients that missed at least one tick of the window.
-    pub clients_missing_ticks: usize,
-    /// Ticks seen twice or going backwards, per client (should be zero).
-    pub duplicates_or_reordered: u64,
+    /// The end of the measured window (the load phase), ns since the epoch: no
+    /// client is owed a tick made after it.
+    #[serde(default)]
+    pub window_end_ns: i64,
+    /// How long the drain after the window took, seconds: until every client
+    /// had a tick made after the window, or `--drain` ran out.
+    #[serde(default)]
+    pub drain_s: f64,
+    /// The per-client check: see [`DeliveryCheck`].
+    #[serde(flatten)]
+    pub check: DeliveryCheck,
     /// Connections the server ended before loadgen closed them.
     pub ended_early: usize,
     /// Up to five distinct reasons, with counts.

@@ -8,14 +8,31 @@
 //!    broadcast; its CPU in the quiet half of each interval gives idle CPU.
 //! 3. **load** (`--duration`): ticks plus an echo every `--echo-every` from each
 //!    of `--echo-clients` clients.
-//! 4. **close**: every client sends close 1000 and waits for the server's reply;
+//! 4. **drain** (at most `--drain`): the measured window has ended; every
+//!    client keeps reading until it has a tick made after the window, so a
+//!    tick made just before the end has time to land.
+//! 5. **close**: every client sends close 1000 and waits for the server's reply;
 //!    then `--after` seconds pass before the last sample.
 //!
 //! With `--server-pid` it samples that process from `/proc` at every phase
 //! boundary (the "driver" part of the benchmark). The result is one JSON
 //! [`RunResult`] on stdout or in `--out`; a human summary goes to stderr.
-//! `--require-full-delivery` makes it exit 1 unless every client connected and
-//! received every tick of the window (the CI smoke test).
+//!
+//! # What it checks: nothing lost, per client (issue 9)
+//!
+//! Every client records when its `101 Switching Protocols` arrived and every
+//! tick it got. After the run, each client is held to **every tick the server
+//! made after its 101 arrived and by the end of the load phase**: received
+//! once, in seq order (`tickcast_bench::delivery_check` has the rule and how
+//! the millisecond `time` stamps are compared). Clients that never got their
+//! 101, and clients whose connection ended before the window did (a 101 and
+//! then no welcome, a cut-off), are losses too. The JSON's `delivery` has the
+//! counts and the ten worst clients; stderr gets one line: who missed how many
+//! ticks, or "every client got every tick after its 101".
+//!
+//! `--require-full-delivery` makes it exit 1, naming the losses, on any of
+//! them, or on a protocol error or no tick checked at all (the CI smoke test,
+//! and `scripts/bench.sh stress`).
 //!
 //! # Why one thread
 //!
@@ -38,6 +55,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
 use tickcast_bench::client::{self, ClientConfig, Outcome, Phase, Progress};
+use tickcast_bench::delivery_check::{self, is_past_window};
 use tickcast_bench::procstat::{self, Sample};
 use tickcast_bench::run::*;
 use tickcast_bench::stats::Summary;
@@ -61,6 +79,9 @@ struct Args {
     out: Option<String>,
     require_full_delivery: bool,
     threads: usize,
+    /// The longest the clients keep reading after the window, for ticks still
+    /// in flight.
+    drain: Duration,
 }
 
 const USAGE: &str = "usage: loadgen --url ws://127.0.0.1:PORT/echo --clients N [options]
@@ -69,6 +90,8 @@ const USAGE: &str = "usage: loadgen --url ws://127.0.0.1:PORT/echo --clients N [
   --settle 2s            wait after the last client connected
   --rest 6s              ticks only, no echoes
   --duration 20s         ticks plus echoes
+  --drain 5s             after the load phase, keep reading at most this long
+                         until every client has a tick made after it
   --after 3s             wait after the clients closed, before the last sample
   --echo-clients 100     clients that send echoes during the load phase
   --echo-every 1s        one echo per echo client per this
@@ -78,7 +101,10 @@ const USAGE: &str = "usage: loadgen --url ws://127.0.0.1:PORT/echo --clients N [
   --mode NAME            scale | stress | smoke (label only)
   --out FILE             write the JSON result here (default stdout)
   --threads N            tokio worker threads; 1 = current-thread (default 1)
-  --require-full-delivery  exit 1 unless every tick reached every client";
+  --require-full-delivery  exit 1 on any loss: a client that missed a tick made
+                         after its 101 (or got one twice or out of order), never
+                         got its 101, or lost its connection before the load
+                         phase ended; also on protocol errors";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -99,6 +125,7 @@ fn parse_args() -> Result<Args, String> {
         out: None,
         require_full_delivery: false,
         threads: 1,
+        drain: Duration::from_secs(5),
     };
     let mut it = std::env::args().skip(1);
     let dur = |flag: &str, v: String| {
@@ -129,6 +156,7 @@ fn parse_args() -> Result<Args, String> {
             "--rest" => a.rest = dur(&flag, v)?,
             "--duration" => a.load = dur(&flag, v)?,
             "--after" => a.after = dur(&flag, v)?,
+            "--drain" => a.drain = dur(&flag, v)?,
             "--echo-clients" => a.echo_clients = num(&flag, v)? as usize,
             "--echo-every" => a.echo_every = dur(&flag, v)?,
             "--interval" => a.interval = dur(&flag, v)?,
@@ -231,25 +259,39 @@ fn main() -> ExitCode {
         None => println!("{json}"),
     }
     if args.require_full_delivery {
-        let d = &result.delivery;
-        let ok = result.connect.failed == 0
-            && d.ended_early == 0
-            && d.ticks > 0
-            && d.delivered == d.expected
-            && result.notices.protocol_errors == 0;
-        if !ok {
-            eprintln!(
-                "loadgen: FAILED: {} of {} tick deliveries, {} connect failures, {} dropped clients, {} protocol errors",
-                d.delivered, d.expected, result.connect.failed, d.ended_early, result.notices.protocol_errors
-            );
+        let failures = delivery_failures(&result);
+        if !failures.is_empty() {
+            eprintln!("loadgen: FAILED: {}", failures.join("; "));
             return ExitCode::from(1);
         }
         eprintln!(
-            "loadgen: OK: every one of {} ticks reached all {} clients",
-            d.ticks, result.connect.ok
+            "loadgen: OK: all {} clients got every tick made after their 101 ({} ticks owed in all)",
+            result.delivery.check.clients_checked, result.delivery.check.ticks_owed
         );
     }
     ExitCode::SUCCESS
+}
+
+/// Why `--require-full-delivery` fails this run, one phrase per reason; empty
+/// if nothing was lost. Connect failures need no line of their own: a client
+/// that failed before its 101 is a client without a 101, and one that failed
+/// after it is a lost client.
+fn delivery_failures(r: &RunResult) -> Vec<String> {
+    let check = &r.delivery.check;
+    let mut failures = Vec::new();
+    if !check.is_clean() {
+        failures.push(check.summary());
+    }
+    if r.notices.protocol_errors > 0 {
+        failures.push(format!(
+            "{} protocol errors (frames loadgen could not read, ticks among them)",
+            r.notices.protocol_errors
+        ));
+    }
+    if check.ticks_owed == 0 {
+        failures.push("no tick was checked: none was made after any client's 101".into());
+    }
+    failures
 }
 
 /// Samples the server, or returns zeros without a PID.
@@ -340,34 +382,41 @@ async fn run(args: &Args, config: ClientConfig) -> Result<RunResult, String> {
             max_threads = max_threads.max(threads);
         }
     }
+    // The end of the measured window, on the server's clock (both are this
+    // machine's CLOCK_REALTIME): no client is owed a tick made after it.
+    let window_end_ns = now_ns();
     let load_end = sample(pid).await;
     let last_seq = progress.max_seq.load(Ordering::Relaxed);
 
-    // Let the last tick of the window reach everyone (or give up after 5 s).
-    let catch_up = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < catch_up {
-        let behind = progress
-            .last_seq
+    // ---- drain: let the ticks made just before the end land ----
+    // A client is done once it has a tick made after the window: ticks arrive
+    // in seq order, so every tick it is owed has had its chance by then.
+    let _ = phase_tx.send(Phase::Drain);
+    let drain_started = Instant::now();
+    while drain_started.elapsed() < args.drain {
+        let waiting = progress
+            .newest_stamp_ns
             .iter()
-            .filter(|s| {
-                let s = s.load(Ordering::Relaxed);
-                s != u32::MAX && s < last_seq
-            })
+            .filter(|stamp| !is_past_window(stamp.load(Ordering::Relaxed), window_end_ns))
             .count();
-        if behind == 0 {
+        if waiting == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let drain_s = drain_started.elapsed().as_secs_f64();
 
     // ---- close ----
     let _ = phase_tx.send(Phase::Close);
     let mut outcomes = Vec::with_capacity(n);
-    for handle in handles {
+    for (index, handle) in handles.into_iter().enumerate() {
         match tokio::time::timeout(Duration::from_secs(20), handle).await {
             Ok(Ok(outcome)) => outcomes.push(outcome),
+            // Its record is gone with the task: the check sees a client
+            // without a 101, so it still counts as a loss.
             _ => outcomes.push(Outcome {
-                ended_early: Some("loadgen task did not finish".into()),
+                index,
+                connect_error: Some("loadgen task did not finish".into()),
                 ..Outcome::default()
             }),
         }
@@ -385,6 +434,8 @@ async fn run(args: &Args, config: ClientConfig) -> Result<RunResult, String> {
             last_seq,
             load_start_ns: load_start.at_ns,
             load_end_ns: load_end.at_ns,
+            window_end_ns,
+            drain_s,
         },
         ramp_s,
         Process {
@@ -460,6 +511,10 @@ struct Window {
     last_seq: u32,
     load_start_ns: i64,
     load_end_ns: i64,
+    /// The end of the measured window for the per-client check.
+    window_end_ns: i64,
+    /// How long the drain took, seconds.
+    drain_s: f64,
 }
 
 fn analyse(
@@ -489,7 +544,7 @@ fn analyse(
     let mut got = vec![0u32; span];
     let mut latency = Vec::new();
     let mut lag = Vec::new();
-    let (mut delivered, mut dup, mut missing_clients) = (0u64, 0u64, 0usize);
+    let mut delivered = 0u64;
     let (mut load_frames, mut load_min_seq, mut load_max_seq) = (0u64, u32::MAX, 0u32);
     let mut ended: HashMap<String, usize> = HashMap::new();
     let mut server_codes: HashMap<u16, usize> = HashMap::new();
@@ -498,12 +553,7 @@ fn analyse(
     let (mut clean, mut unclean) = (0usize, 0usize);
     for o in &connected {
         let mut seen = vec![false; span];
-        let mut prev = 0u32;
         for t in &o.ticks {
-            if t.seq <= prev {
-                dup += 1;
-            }
-            prev = prev.max(t.seq);
             if t.kernel_ns >= w.load_start_ns && t.kernel_ns < w.load_end_ns {
                 load_frames += 1;
                 load_min_seq = load_min_seq.min(t.seq);
@@ -523,9 +573,6 @@ fn analyse(
             last[k] = last[k].max(t.kernel_ns);
             latency.push((t.kernel_ns - t.time_ns) as f64 / 1e6);
             lag.push(f64::from(t.lag_us) / 1e3);
-        }
-        if ticks > 0 && seen.iter().any(|s| !s) {
-            missing_clients += 1;
         }
         if let Some(reason) = &o.ended_early {
             *ended.entry(reason.clone()).or_default() += 1;
@@ -602,6 +649,7 @@ fn analyse(
             echo_clients: args.echo_clients.min(args.clients),
             echo_every_ms: args.echo_every.as_secs_f64() * 1e3,
             loadgen_threads: args.threads,
+            drain_s: args.drain.as_secs_f64(),
         },
         connect: Connect {
             ok: n_ok,
@@ -622,8 +670,9 @@ fn analyse(
                 0.0
             },
             ticks_complete,
-            clients_missing_ticks: missing_clients,
-            duplicates_or_reordered: dup,
+            window_end_ns: w.window_end_ns,
+            drain_s: w.drain_s,
+            check: delivery_check::check(&outcomes, w.window_end_ns),
             ended_early: ended.values().sum(),
             ended_early_reasons: top5(ended),
             frames_per_s: load_frames as f64 / load_s.max(1e-9),
@@ -687,6 +736,8 @@ fn print_summary(r: &RunResult) {
         d.ended_early,
         r.close.clean,
     );
+    // Issue 9's question, answered per client: the line to read first.
+    eprintln!("loadgen: per-client delivery: {}", d.check.summary());
     let p = &r.process;
     if p.pid != 0 {
         eprintln!(

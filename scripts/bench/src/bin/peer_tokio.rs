@@ -5,7 +5,10 @@
 //!
 //! - the stock multi-thread runtime (`#[tokio::main]`, one worker per core);
 //! - one task per connection (`connection`), which `select!`s between the client's
-//!   next message (echoed back), the broadcast channel, and the shutdown signal;
+//!   next message (echoed back), the broadcast channel, and the shutdown signal.
+//!   It subscribes to the broadcast channel before its handshake, so every tick
+//!   made after its `101 Switching Protocols` reaches it (as a browser sees it:
+//!   `onopen` fires at the 101); the welcome is still its first frame;
 //! - one `tokio::sync::broadcast` channel for everything sent to many clients. The
 //!   tick is serialised once into a `Utf8Bytes` and every receiver clones that
 //!   (a reference count), so N clients cost N frame writes, not N encodings;
@@ -51,11 +54,13 @@ const MAX_MESSAGE_SIZE: usize = 1 << 20;
 /// Something for many clients, serialised once.
 #[derive(Clone)]
 enum Broadcast {
-    /// For every client.
+    /// For every client: the ticks.
     All(Utf8Bytes),
-    /// A join notice: only for clients whose id is below `first_new` (those that
-    /// were connected before the batch).
-    Join { first_new: u64, text: Utf8Bytes },
+    /// A join or leave notice: only for clients whose id is below `below`, those
+    /// the hub had joined when it sent the notice. A client subscribes before its
+    /// handshake and joins after it, so this also keeps out the notices sent in
+    /// between, which its welcome's count already reflects.
+    Presence { below: u64, text: Utf8Bytes },
 }
 
 /// Why a client left, as the `leave` notice says.
@@ -80,10 +85,10 @@ impl Reason {
 
 /// A message to the hub task.
 enum HubEvent {
-    /// A client finished its handshake; the hub answers with its id, the client
-    /// count including it, and its subscription to the broadcast channel.
+    /// A client finished its handshake; the hub answers with its id and the
+    /// client count including it.
     Join {
-        reply: oneshot::Sender<(u64, usize, broadcast::Receiver<Broadcast>)>,
+        reply: oneshot::Sender<(u64, usize)>,
     },
     Leave {
         id: u64,
@@ -162,7 +167,7 @@ async fn main() -> ExitCode {
     let (hub_tx, hub_rx) = mpsc::unbounded_channel();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(ticker(args.interval, bcast_tx.clone()));
-    let hub = tokio::spawn(hub(hub_rx, bcast_tx));
+    let hub = tokio::spawn(hub(hub_rx, bcast_tx.clone()));
 
     let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
     {
@@ -176,7 +181,14 @@ async fn main() -> ExitCode {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    tokio::spawn(connection(stream, peer, hub_tx.clone(), shutdown_rx.clone()));
+                    tokio::spawn(connection(
+                        stream,
+                        peer,
+                        // Subscribed before the handshake: see `connection`.
+                        bcast_tx.subscribe(),
+                        hub_tx.clone(),
+                        shutdown_rx.clone(),
+                    ));
                 }
                 Err(e) => {
                     // Usually EMFILE: back off instead of spinning.
@@ -246,9 +258,7 @@ async fn hub(
                 let id = next_id;
                 next_id += 1;
                 clients += 1;
-                // Subscribed here, in the hub, so the count in the welcome and the
-                // first broadcast the client sees agree with everyone else's view.
-                if reply.send((id, clients, bcast_tx.subscribe())).is_err() {
+                if reply.send((id, clients)).is_err() {
                     // The client vanished before it was welcomed: never announce it.
                     clients -= 1;
                     continue;
@@ -271,8 +281,8 @@ async fn hub(
                         r#"{{"type":"join","ids":[{}],"clients":{clients}}}"#,
                         id_list(&joined)
                     );
-                    let _ = bcast_tx.send(Broadcast::Join {
-                        first_new,
+                    let _ = bcast_tx.send(Broadcast::Presence {
+                        below: first_new,
                         text: text.into(),
                     });
                     joined.clear();
@@ -283,7 +293,10 @@ async fn hub(
                         id_list(&ids),
                         reason.as_str()
                     );
-                    let _ = bcast_tx.send(Broadcast::All(text.into()));
+                    let _ = bcast_tx.send(Broadcast::Presence {
+                        below: next_id,
+                        text: text.into(),
+                    });
                 }
                 continue;
             }
@@ -299,9 +312,16 @@ fn id_list(ids: &[u64]) -> String {
 }
 
 /// One client, from handshake to leave.
+///
+/// `bcast_rx` was subscribed before the handshake began, so every broadcast made
+/// after the 101 is written waits in it while the handshake finishes and the hub
+/// answers; the connection reads it only after sending the welcome. (A handshake
+/// so slow that [`CHANNEL_CAPACITY`] broadcasts pile up meanwhile ends as
+/// `too_slow`, like any client that falls that far behind.)
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
+    mut bcast_rx: broadcast::Receiver<Broadcast>,
     hub_tx: mpsc::UnboundedSender<HubEvent>,
     mut shutdown_rx: watch::Receiver<bool>,
 ) {
@@ -334,7 +354,7 @@ async fn connection(
     if hub_tx.send(HubEvent::Join { reply: reply_tx }).is_err() {
         return;
     }
-    let Ok((id, clients, mut bcast_rx)) = reply_rx.await else {
+    let Ok((id, clients)) = reply_rx.await else {
         return;
     };
     let welcome = format!(
@@ -364,8 +384,8 @@ async fn connection(
                 item = bcast_rx.recv() => {
                     let text = match item {
                         Ok(Broadcast::All(text)) => text,
-                        Ok(Broadcast::Join { first_new, text }) if id < first_new => text,
-                        Ok(Broadcast::Join { .. }) => continue,
+                        Ok(Broadcast::Presence { below, text }) if id < below => text,
+                        Ok(Broadcast::Presence { .. }) => continue,
                         Err(broadcast::error::RecvError::Lagged(_)) => {
                             // Hang up: a close frame would queue behind the backlog.
                             break Reason::TooSlow;

@@ -2,6 +2,12 @@
 //! loadgen) into `results.csv` (every number, one row per run) and `results.md`
 //! (the tables a reader wants, plus tickcast against the best peer).
 //!
+//! Every table has a "clients missing ticks" column: the per-client check of
+//! issue 9 (every tick made after a client's 101 must reach it), with lost
+//! clients and clients without a 101 beside it, so a run that lost anything
+//! shows it on the row that reports its speed. `–` marks a result written
+//! before that check existed.
+//!
 //! Usage: `report RUNS_DIR OUT_DIR [--machine TEXT] [--command TEXT]`
 
 use std::collections::BTreeMap;
@@ -89,7 +95,9 @@ fn peak_kib(r: &RunResult) -> u64 {
 fn to_csv(runs: &[RunResult]) -> String {
     let mut s = String::from(
         "mode,server,clients,interval_ms,connected,failed,connect_p50_ms,connect_p99_ms,ramp_s,\
-         ticks,delivery_pct,clients_missing_ticks,ended_early,spread_p50_ms,spread_p99_ms,spread_max_ms,\
+         ticks,delivery_pct,clients_checked,clients_missing_ticks,ticks_missing,ticks_owed,\
+         clients_lost,clients_without_101,clients_dropped_in_drain,clients_stalled,duplicate_ticks,\
+         out_of_order_ticks,ended_early,spread_p50_ms,spread_p99_ms,spread_max_ms,\
          latency_p50_ms,latency_p99_ms,latency_max_ms,frames_per_s,ticks_per_s,echo_p50_ms,echo_p99_ms,\
          echo_sent,echo_received,loadgen_lag_p99_ms,rest_cpu_pct,idle_cpu_pct,load_cpu_pct,\
          cpu_per_broadcast_ms,cpu_s_per_million_frames,rss_before_mib,rss_rest_mib,rss_per_client_kib,\
@@ -114,7 +122,7 @@ fn to_csv(runs: &[RunResult]) -> String {
             r.connect.ramp_s,
             d.ticks,
             d.ratio * 100.0,
-            d.clients_missing_ticks,
+            loss_csv(r),
             d.ended_early,
             r.spread_ms.p50,
             r.spread_ms.p99,
@@ -180,8 +188,10 @@ fn to_markdown(runs: &[RunResult], machine: &str, command: &str) -> String {
         "Notes: arrival times are kernel receive timestamps (SO_TIMESTAMPNS) of the load \
          generator's sockets, so loadgen's own CPU contention does not inflate spread or latency; \
          latency is measured against the tick's `time` field, which has millisecond resolution. \
-         Spread = last client's arrival minus first client's, per tick. CPU is user+system time of \
-         the server process from /proc/PID/stat; idle CPU is measured from 50 % to 95 % of each \
+         Spread = last client's arrival minus first client's, per tick. Clients missing ticks: \
+         each client is held to every tick the server made after its 101 arrived and by the end \
+         of the load phase (lost = its connection ended before that; no 101 = it never got one). \
+         CPU is user+system time of the server process from /proc/PID/stat; idle CPU is measured from 50 % to 95 % of each \
          interval during rest. RSS/client = (RSS at rest − RSS before clients) / clients; kernel \
          stack/client is the machine-wide `KernelStack` growth per client, the kernel memory a \
          thread per client costs beyond RSS.\n",
@@ -189,16 +199,84 @@ fn to_markdown(runs: &[RunResult], machine: &str, command: &str) -> String {
     s
 }
 
+/// The per-client check's CSV columns, from `clients_checked` to
+/// `out_of_order_ticks`; empty cells for a result from before the check, so
+/// "not checked" never reads as "nothing lost".
+fn loss_csv(r: &RunResult) -> String {
+    let c = &r.delivery.check;
+    let values = [
+        c.clients_checked as u64,
+        c.clients_missing as u64,
+        c.ticks_missing,
+        c.ticks_owed,
+        c.clients_lost as u64,
+        c.clients_without_101 as u64,
+        c.clients_ended_in_drain as u64,
+        c.clients_stalled as u64,
+        c.duplicates,
+        c.out_of_order,
+    ];
+    if !was_checked(r) {
+        return ",".repeat(values.len() - 1);
+    }
+    let cells: Vec<String> = values.iter().map(u64::to_string).collect();
+    cells.join(",")
+}
+
+/// Whether the run's result holds the per-client check (results written before
+/// issue 9 read it as all zeros).
+fn was_checked(r: &RunResult) -> bool {
+    let c = &r.delivery.check;
+    c.clients_checked > 0 || c.clients_without_101 > 0
+}
+
+/// The "clients missing ticks" cell: `0` when every client got every tick made
+/// after its 101, else who missed how much and who was lost; `–` for a result
+/// from before the per-client check.
+fn loss_cell(r: &RunResult) -> String {
+    let c = &r.delivery.check;
+    if !was_checked(r) {
+        return "–".into();
+    }
+    if c.is_clean() {
+        return "0".into();
+    }
+    let mut parts = Vec::new();
+    if c.clients_missing > 0 {
+        parts.push(format!(
+            "**{} ({} ticks)**",
+            c.clients_missing, c.ticks_missing
+        ));
+    }
+    for (count, what) in [
+        (c.clients_lost, "lost"),
+        (c.clients_without_101, "no 101"),
+        (c.clients_ended_in_drain, "dropped in drain"),
+        (c.clients_stalled, "stalled"),
+    ] {
+        if count > 0 {
+            parts.push(format!("{count} {what}"));
+        }
+    }
+    if c.duplicates + c.out_of_order > 0 {
+        parts.push(format!(
+            "{} dup/out of order",
+            c.duplicates + c.out_of_order
+        ));
+    }
+    parts.join(", ")
+}
+
 fn delivery_table(s: &mut String, rows: &[&RunResult]) {
     s.push_str(
-        "| N | server | connected | connect p99 ms | delivery | spread p50 / p99 / max ms | latency p50 / p99 / max ms | frames/s | echo RTT p50 / p99 ms | dropped | clean closes |\n\
-         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| N | server | connected | connect p99 ms | delivery | clients missing ticks | spread p50 / p99 / max ms | latency p50 / p99 / max ms | frames/s | echo RTT p50 / p99 ms | dropped | clean closes |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let d = &r.delivery;
         let _ = writeln!(
             s,
-            "| {} | {} | {}/{} | {:.1} | {:.3} % of {} ticks | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {:.0} | {:.2} / {:.2} | {} | {} |",
+            "| {} | {} | {}/{} | {:.1} | {:.3} % of {} ticks | {} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {:.0} | {:.2} / {:.2} | {} | {} |",
             r.clients,
             r.server,
             r.connect.ok,
@@ -206,6 +284,7 @@ fn delivery_table(s: &mut String, rows: &[&RunResult]) {
             r.connect.time_ms.p99,
             d.ratio * 100.0,
             d.ticks,
+            loss_cell(r),
             r.spread_ms.p50,
             r.spread_ms.p99,
             r.spread_ms.max,
@@ -252,19 +331,20 @@ fn resource_table(s: &mut String, rows: &[&RunResult]) {
 
 fn stress_table(s: &mut String, rows: &[&RunResult]) {
     s.push_str(
-        "| N | server | ticks/s | frames/s delivered | delivery | dropped | server CPU % | CPU s per million frames | spread p99 ms | latency p50 / p99 ms | loadgen lag p99 ms |\n\
-         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| N | server | ticks/s | frames/s delivered | delivery | clients missing ticks | dropped | server CPU % | CPU s per million frames | spread p99 ms | latency p50 / p99 ms | loadgen lag p99 ms |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let d = &r.delivery;
         let _ = writeln!(
             s,
-            "| {} | {} | {:.1} | {:.0} | {:.3} % | {} | {:.1} | {:.2} | {:.1} | {:.1} / {:.1} | {:.1} |",
+            "| {} | {} | {:.1} | {:.0} | {:.3} % | {} | {} | {:.1} | {:.2} | {:.1} | {:.1} / {:.1} | {:.1} |",
             r.clients,
             r.server,
             d.ticks_per_s,
             d.frames_per_s,
             d.ratio * 100.0,
+            loss_cell(r),
             d.ended_early,
             r.derived.load_cpu_pct,
             r.derived.cpu_s_per_million_frames,
