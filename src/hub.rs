@@ -389,18 +389,17 @@ impl Hub {
                 next_deadline.map_or(forever, |d| d.saturating_duration_since(Instant::now()));
             select! {
                 recv(events_rx) -> event => {
+                    let Ok(event) = event else { break 'serve };
+                    if !self.handle(event) {
+                        break 'serve;
+                    }
                     // Joins and leaves are cheap, and a client waits for its welcome:
-                    // take every one already queued before the next broadcast.
-                    let mut event = event;
-                    for _ in 0..EVENT_BATCH {
-                        match event {
-                            Ok(HubEvent::Join { sink, peer, id_tx }) => self.join(sink, peer, &id_tx),
-                            Ok(HubEvent::Leave { id, reason }) => self.remove(id, reason),
-                            Ok(HubEvent::Shutdown) | Err(_) => break 'serve,
-                        }
-                        match events_rx.try_recv() {
-                            Ok(next) => event = Ok(next),
-                            Err(_) => break,
+                    // take the ones already queued (up to a batch) before the next
+                    // broadcast. `take` stops before fetching one event too many, so
+                    // none is ever fetched and then dropped.
+                    for event in events_rx.try_iter().take(EVENT_BATCH - 1) {
+                        if !self.handle(event) {
+                            break 'serve;
                         }
                     }
                 },
@@ -437,6 +436,16 @@ impl Hub {
             }
         }
         self.close_all();
+    }
+
+    /// Handles one join, leave or shutdown. Returns `false` on shutdown.
+    fn handle(&mut self, event: HubEvent) -> bool {
+        match event {
+            HubEvent::Join { sink, peer, id_tx } => self.join(sink, peer, &id_tx),
+            HubEvent::Leave { id, reason } => self.remove(id, reason),
+            HubEvent::Shutdown => return false,
+        }
+        true
     }
 
     fn join(&mut self, sink: Sink, peer: SocketAddr, id_tx: &Sender<ClientId>) {
@@ -668,3 +677,6 @@ impl Hub {
         self.clients.clear();
     }
 }
+
+#[cfg(test)]
+mod tests;

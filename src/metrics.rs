@@ -81,6 +81,12 @@ impl Metrics {
         }
     }
 
+    /// Clients gone since start, whatever the reason.
+    #[cfg(test)]
+    pub(crate) fn left_total(&self) -> u64 {
+        self.left.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
     pub(crate) fn handshake_failed(&self, status: u16) {
         // Every status the handshake code sends is listed; an unknown one counts
         // as a bad request rather than vanishing.

@@ -102,6 +102,53 @@ pub(crate) fn chunk(sse_text: &str) -> Arc<[u8]> {
     bytes.into()
 }
 
+/// A new SSE client's two ends: the [`SseSink`] the hub writes to, and the
+/// [`SseQueue`] the client's thread reads.
+pub(crate) fn channel(max_backlog: usize) -> (SseSink, SseQueue) {
+    let (events_tx, events_rx) = unbounded();
+    let shared = Arc::new(SseShared {
+        queued: AtomicUsize::new(0),
+        closed: Mutex::new(None),
+    });
+    let sink = SseSink {
+        events_tx,
+        shared: shared.clone(),
+        max_backlog,
+    };
+    (sink, SseQueue { events_rx, shared })
+}
+
+/// The client thread's end of an SSE client: the encoded events the hub queued.
+pub(crate) struct SseQueue {
+    events_rx: Receiver<Arc<[u8]>>,
+    shared: Arc<SseShared>,
+}
+
+impl SseQueue {
+    /// The next encoded event, or `None` once the hub has dropped the sink (it
+    /// cut the client off, or the server is shutting down).
+    pub(crate) fn recv(&self) -> Option<Arc<[u8]>> {
+        let event = self.events_rx.recv().ok()?;
+        self.shared.queued.fetch_sub(event.len(), Ordering::Relaxed);
+        Some(event)
+    }
+
+    /// Why the hub ended the stream, if it did.
+    pub(crate) fn closed_reason(&self) -> Option<LeaveReason> {
+        *self.shared.closed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// [`SseQueue::recv`] that gives up after `timeout`, for tests.
+    #[cfg(test)]
+    pub(crate) fn recv_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<Arc<[u8]>, crossbeam_channel::RecvTimeoutError> {
+        let event = self.events_rx.recv_timeout(timeout)?;
+        self.shared.queued.fetch_sub(event.len(), Ordering::Relaxed);
+        Ok(event)
+    }
+}
 /// Runs one SSE client to the end, on its own thread. `writer` is the raw
 /// connection from tiny_http's `Request::into_writer`.
 pub(crate) fn serve(
@@ -117,16 +164,7 @@ pub(crate) fn serve(
     {
         return;
     }
-    let (sink_tx, events_rx) = unbounded();
-    let shared = Arc::new(SseShared {
-        queued: AtomicUsize::new(0),
-        closed: Mutex::new(None),
-    });
-    let sink = SseSink {
-        events_tx: sink_tx,
-        shared: shared.clone(),
-        max_backlog,
-    };
+    let (sink, queue) = channel(max_backlog);
     let (id_tx, id_rx) = bounded(1);
     let join = HubEvent::Join {
         sink: Sink::Sse(sink),
@@ -137,25 +175,19 @@ pub(crate) fn serve(
         return; // shutting down
     }
     let Ok(id) = id_rx.recv() else { return };
-    let reason = pump(&mut *writer, &events_rx, &shared);
+    let reason = pump(&mut *writer, &queue);
     if reason != LeaveReason::Dropped {
         let _ = writer.write_all(END).and_then(|()| writer.flush());
     }
-    let closed = *shared.closed.lock().unwrap_or_else(|p| p.into_inner());
-    let reason = closed.unwrap_or(reason);
+    let reason = queue.closed_reason().unwrap_or(reason);
     let _ = events_tx.send(HubEvent::Leave { id, reason });
     log::debug!("{peer}: SSE client {id} done ({})", reason.as_str());
 }
 
 /// Writes events as they come until the hub ends the stream or the client goes.
-fn pump(
-    writer: &mut dyn Write,
-    events_rx: &Receiver<Arc<[u8]>>,
-    shared: &SseShared,
-) -> LeaveReason {
+fn pump(writer: &mut dyn Write, queue: &SseQueue) -> LeaveReason {
     // Ends when the hub drops the sink (cut off, shutdown).
-    while let Ok(event) = events_rx.recv() {
-        shared.queued.fetch_sub(event.len(), Ordering::Relaxed);
+    while let Some(event) = queue.recv() {
         if writer
             .write_all(&event)
             .and_then(|()| writer.flush())
