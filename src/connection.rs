@@ -3,10 +3,13 @@
 //! The thread is spawned by the listener for each accepted TCP connection and
 //! runs [`serve`]:
 //!
-//! 1. **Handshake.** Read the HTTP request head under a deadline, check it
-//!    (`handshake`), and answer `101 Switching Protocols` or an HTTP error.
-//! 2. **Join.** Send `Join` to the hub and wait for the client's id; by then the
-//!    hub has written the welcome frame, so it is the first frame the client sees.
+//! 1. **Handshake.** Read the HTTP request head under a deadline and check it
+//!    (`handshake`). A bad one is answered with an HTTP error, and the thread ends.
+//! 2. **Join.** Send `Join` to the hub, carrying the `101 Switching Protocols`
+//!    answer, and wait for the client's id. The hub writes the `101` and the welcome
+//!    frame together, at the moment it adds the client, so the client is in the hub
+//!    before it learns its connection is open, and misses no broadcast. If the hub
+//!    has stopped, the client gets `503` instead.
 //! 3. **Read.** Block in `read` on the socket — the thread sleeps until the client
 //!    sends something. Echo text and binary messages back; tungstenite answers
 //!    pings and close frames itself. All writes go through the client's `Outbox`.
@@ -32,6 +35,7 @@ use tungstenite::Message;
 use crate::handshake::{self, Incoming, Refusal, Verdict};
 use crate::hub::{HubEvent, Sink};
 use crate::listener::Shared;
+use crate::metrics::JoinFailure;
 use crate::outbox::{ClientStream, Outbox};
 use crate::protocol::{self, ClientId, LeaveReason};
 
@@ -47,27 +51,34 @@ pub(crate) fn serve(
     peer: SocketAddr,
     shared: &Shared,
 ) {
-    let Some(leftover) = handshake(&socket, &outbox, shared) else {
+    let Some(Accepted { answer, leftover }) = handshake(&socket, &outbox, shared) else {
         return;
     };
 
-    // Join the hub. It answers with our id once the welcome frame is written.
+    // Join the hub. The hub itself writes our `101` answer, followed by the welcome,
+    // at the moment it adds us, then answers with our id: from the first byte the
+    // client sees, it receives every broadcast.
     let (id_tx, id_rx) = bounded(1);
     let join = HubEvent::Join {
         sink: Sink::WebSocket(outbox.clone()),
+        greeting: answer,
         peer,
         id_tx,
     };
-    if shared.events_tx.send(join).is_err() {
-        // The hub has stopped: the server is shutting down.
-        let frame = protocol::close_frame(CloseCode::Away, "server shutting down");
-        outbox.close(LeaveReason::Shutdown, &frame);
-        linger(&socket);
-        return;
-    }
-    let Ok(id) = id_rx.recv() else {
-        // The hub dropped our Join without an id: it is shutting down, or the socket
-        // failed before the welcome could be written.
+    let joined = shared
+        .events_tx
+        .send(join)
+        .ok()
+        .and_then(|()| id_rx.recv().ok());
+    let Some(id) = joined else {
+        // No id: the hub could not write our answer (the client has gone; the hub
+        // counted and logged it), or it had stopped before it read our Join.
+        if outbox.closed_reason().is_none() {
+            shared.metrics.join_failed(JoinFailure::ShuttingDown);
+            log::debug!("{peer}: refused, the server is shutting down");
+            let refusal = Refusal::new(503, "tickcast is shutting down; try again in a moment");
+            hang_up_with(&socket, &outbox, &refusal);
+        }
         linger(&socket);
         return;
     };
@@ -124,23 +135,34 @@ impl Drop for LeaveOnDrop<'_> {
     }
 }
 
-/// Reads the handshake request and answers it. Returns the bytes that followed the
-/// request head if the client may go on, `None` if the connection is over.
-fn handshake(socket: &TcpStream, outbox: &Outbox, shared: &Shared) -> Option<Vec<u8>> {
+/// A handshake the server accepts: the `101` answer for the hub to write, and the
+/// bytes that followed the request head (the client may send its first frame
+/// without waiting for our answer; they belong to the WebSocket).
+struct Accepted {
+    answer: Vec<u8>,
+    leftover: Vec<u8>,
+}
+
+/// Reads the handshake request and checks it. Returns the accepted handshake if the
+/// client may join, or `None` once the connection is over (refused, answered with
+/// the Flash policy, or the client hung up). Every way out is logged and counted.
+fn handshake(socket: &TcpStream, outbox: &Outbox, shared: &Shared) -> Option<Accepted> {
     let config = &shared.config;
     let deadline = Instant::now() + config.handshake_timeout;
     // A deadline, not a polling tick: the read wakes only if the client is silent
     // for the whole handshake timeout.
-    if socket
-        .set_read_timeout(Some(config.handshake_timeout))
-        .is_err()
-    {
-        return None;
+    if let Err(e) = socket.set_read_timeout(Some(config.handshake_timeout)) {
+        return abandoned(socket, shared, &e.to_string());
     }
     let request = match handshake::read_request(socket, config.max_handshake_size, deadline) {
         Ok(Some(Incoming::Http(request))) => request,
         Ok(Some(Incoming::FlashPolicyRequest)) => {
             if let Some(document) = &shared.flash_policy {
+                shared
+                    .metrics
+                    .flash_policy_answers
+                    .fetch_add(1, Ordering::Relaxed);
+                log::debug!("{}: answered a Flash policy request", peer(socket));
                 outbox.write(document);
                 let _ = socket.shutdown(Shutdown::Write);
                 linger(socket);
@@ -149,7 +171,7 @@ fn handshake(socket: &TcpStream, outbox: &Outbox, shared: &Shared) -> Option<Vec
             let refusal = Refusal::new(400, "a Flash policy request, but no policy is served");
             return refuse(socket, outbox, &refusal, shared);
         }
-        Ok(None) => return None,
+        Ok(None) => return abandoned(socket, shared, "hung up"),
         Err(refusal) => return refuse(socket, outbox, &refusal, shared),
     };
     if shared.registry.len() > config.max_clients {
@@ -170,31 +192,56 @@ fn handshake(socket: &TcpStream, outbox: &Outbox, shared: &Shared) -> Option<Vec
         Verdict::Accept { accept_key } => accept_key,
         Verdict::Refuse(refusal) => return refuse(socket, outbox, &refusal, shared),
     };
-    outbox.write(&handshake::switching_protocols(&accept_key));
     // From here on the thread may sleep in `read` for as long as the client is quiet.
-    socket.set_read_timeout(None).ok()?;
-    Some(request.leftover)
+    if let Err(e) = socket.set_read_timeout(None) {
+        return abandoned(socket, shared, &e.to_string());
+    }
+    Some(Accepted {
+        answer: handshake::switching_protocols(&accept_key),
+        leftover: request.leftover,
+    })
 }
 
-/// Sends an HTTP error and hangs up politely.
+/// The connection ended before its handshake request did: counted and logged.
+fn abandoned(socket: &TcpStream, shared: &Shared, why: &str) -> Option<Accepted> {
+    shared
+        .metrics
+        .handshakes_abandoned
+        .fetch_add(1, Ordering::Relaxed);
+    log::debug!("{}: gone during its handshake ({why})", peer(socket));
+    None
+}
+
+/// Sends an HTTP error, counted by status, and hangs up politely.
 fn refuse(
     socket: &TcpStream,
     outbox: &Outbox,
     refusal: &Refusal,
     shared: &Shared,
-) -> Option<Vec<u8>> {
+) -> Option<Accepted> {
     shared.metrics.handshake_failed(refusal.status);
-    if let Ok(peer) = socket.peer_addr() {
-        log::debug!(
-            "{peer}: handshake refused: {} {}",
-            refusal.status,
-            refusal.body
-        );
-    }
-    outbox.write(&refusal.to_http());
-    let _ = socket.shutdown(Shutdown::Write);
+    log::debug!(
+        "{}: handshake refused: {} {}",
+        peer(socket),
+        refusal.status,
+        refusal.body
+    );
+    hang_up_with(socket, outbox, refusal);
     linger(socket);
     None
+}
+
+/// Writes `refusal` and ends our half of the connection.
+fn hang_up_with(socket: &TcpStream, outbox: &Outbox, refusal: &Refusal) {
+    outbox.write(&refusal.to_http());
+    let _ = socket.shutdown(Shutdown::Write);
+}
+
+/// The peer's address for a log line.
+fn peer(socket: &TcpStream) -> String {
+    socket
+        .peer_addr()
+        .map_or_else(|_| "client".to_string(), |a| a.to_string())
 }
 
 /// Reads messages and echoes them until the connection ends. Returns why it ended

@@ -192,7 +192,13 @@ fn start_event_stream(request: Request, shared: &Arc<Shared>) {
     let spawned = shared.registry.spawn("sse", None, config, move || {
         let writer = request.into_writer();
         let max_backlog = thread_shared.config.max_backlog;
-        crate::sse::serve(writer, peer, &thread_shared.events_tx, max_backlog);
+        crate::sse::serve(
+            writer,
+            peer,
+            &thread_shared.events_tx,
+            max_backlog,
+            &thread_shared.metrics,
+        );
     });
     if let Err(e) = spawned {
         log::warn!("{peer}: cannot start a thread for this SSE client: {e}");

@@ -61,17 +61,28 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, Sender};
 use tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::metrics::Metrics;
+use crate::metrics::{JoinFailure, Metrics};
 use crate::outbox::{clock_ms, Delivery, Outbox};
 use crate::protocol::{self, ClientId, LeaveReason};
 use crate::sse::SseSink;
 
 /// A message to the hub thread.
 pub(crate) enum HubEvent {
-    /// A client is ready. The hub assigns its id, sends it the welcome, and answers
-    /// on `id_tx` (a channel of capacity 1, so this never blocks).
+    /// A client has passed its handshake. The hub assigns its id, writes
+    /// `greeting` and the welcome to it in one write, and answers on `id_tx` (a
+    /// channel of capacity 1, so this never blocks).
+    ///
+    /// `greeting` is what tells the client its connection is open: the
+    /// `101 Switching Protocols` answer, or the SSE response head. A browser fires
+    /// `onopen` the moment it reads it, so the hub writes it itself, at the moment
+    /// it adds the client: from the first byte the client sees, it is in the hub
+    /// and receives every broadcast. Nothing can fall between the two.
+    ///
+    /// If the greeting cannot be written (the client has gone), the hub drops
+    /// `id_tx` without an answer.
     Join {
         sink: Sink,
+        greeting: Vec<u8>,
         peer: SocketAddr,
         id_tx: Sender<ClientId>,
     },
@@ -128,6 +139,9 @@ pub(crate) enum Sink {
 struct Encoded<'a> {
     frame: &'a [u8],
     sse: Option<Arc<[u8]>>,
+    /// How many messages the bytes hold: more than one when queued broadcasts are
+    /// joined into one write. `frames_sent` counts messages, not writes.
+    messages: u64,
 }
 
 impl Sink {
@@ -267,7 +281,7 @@ fn deliver_all(targets: &[(ClientId, &Sink)], message: &Encoded<'_>) -> FanOut {
     for &(id, sink) in targets {
         match sink.send(message) {
             Delivery::Accepted => {
-                outcome.frames += 1;
+                outcome.frames += message.messages;
                 outcome.bytes += match (sink, &message.sse) {
                     (Sink::Sse(_), Some(event)) => event.len(),
                     _ => message.frame.len(),
@@ -435,34 +449,64 @@ impl Hub {
                 self.heartbeat();
             }
         }
+        // What was published before shutdown began still goes out, ahead of the
+        // close frame: a publisher whose `publish` returned Ok loses nothing.
+        let queued: Vec<Broadcast> = frames_rx.try_iter().take(FRAME_QUEUE).collect();
+        for batch in queued.chunks(BROADCAST_BATCH) {
+            self.broadcast(batch);
+        }
         self.close_all();
     }
 
     /// Handles one join, leave or shutdown. Returns `false` on shutdown.
     fn handle(&mut self, event: HubEvent) -> bool {
         match event {
-            HubEvent::Join { sink, peer, id_tx } => self.join(sink, peer, &id_tx),
+            HubEvent::Join {
+                sink,
+                greeting,
+                peer,
+                id_tx,
+            } => self.join(sink, greeting, peer, &id_tx),
             HubEvent::Leave { id, reason } => self.remove(id, reason),
             HubEvent::Shutdown => return false,
         }
         true
     }
 
-    fn join(&mut self, sink: Sink, peer: SocketAddr, id_tx: &Sender<ClientId>) {
+    fn join(
+        &mut self,
+        sink: Sink,
+        mut greeting: Vec<u8>,
+        peer: SocketAddr,
+        id_tx: &Sender<ClientId>,
+    ) {
         let id = self.next_id;
         self.next_id += 1;
-        // The welcome is the client's first message: nothing else can reach its sink
-        // until it is in `clients`, and only this thread puts it there.
+        // The greeting and the welcome are the client's first bytes, written together:
+        // nothing else can reach its sink until it is in `clients`, and only this
+        // thread puts it there.
         let text = protocol::welcome(id, self.clients.len() + 1, time::OffsetDateTime::now_utc());
-        let welcome = Encoded {
-            frame: &protocol::text_frame(text.clone()),
-            sse: matches!(sink, Sink::Sse(_)).then(|| self.sse_event(Some("welcome"), &text)),
+        let delivery = match &sink {
+            Sink::WebSocket(outbox) => {
+                greeting.extend_from_slice(&protocol::text_frame(text));
+                outbox.write(&greeting)
+            }
+            Sink::Sse(sse) => {
+                greeting.extend_from_slice(&self.sse_event(Some("welcome"), &text));
+                sse.send(&Arc::from(greeting.as_slice()))
+            }
         };
-        if self.send(&sink, &welcome) != Delivery::Accepted {
-            // Gone before it was welcomed: never announce it.
+        if delivery != Delivery::Accepted {
+            // Gone before it was welcomed: never announce it. Its thread sees the
+            // answer channel close and ends.
+            log::debug!("{peer}: gone before its welcome could be written");
+            self.metrics.join_failed(JoinFailure::ClientGone);
             return;
         }
-        log::debug!("client {id} ({peer}) joined");
+        self.metrics.frames_sent.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .bytes_sent
+            .fetch_add(greeting.len() as u64, Ordering::Relaxed);
         match &sink {
             Sink::Sse(_) => self.sse_clients += 1,
             // The heartbeat judges a client on the pings it was sent: count the join
@@ -475,8 +519,13 @@ impl Hub {
         self.count_clients();
         self.presence.joined.push(id);
         self.schedule_presence();
-        // The client's thread is waiting for this; if it has gone, its Leave follows.
-        let _ = id_tx.send(id);
+        log::debug!("client {id} ({peer}) joined");
+        if id_tx.send(id).is_err() {
+            // Its thread ended while waiting (a panic): nobody will ever send its
+            // Leave, so remove it here rather than keep a ghost.
+            log::warn!("client {id} ({peer}): its thread ended before it joined");
+            self.remove(id, LeaveReason::Dropped);
+        }
     }
 
     fn remove(&mut self, id: ClientId, reason: LeaveReason) {
@@ -492,22 +541,6 @@ impl Hub {
             self.presence.left.push((id, reason));
             self.schedule_presence();
         }
-    }
-
-    /// Writes one message to one client, counting it.
-    fn send(&self, sink: &Sink, message: &Encoded<'_>) -> Delivery {
-        let delivery = sink.send(message);
-        if delivery == Delivery::Accepted {
-            let len = match (sink, &message.sse) {
-                (Sink::Sse(_), Some(event)) => event.len(),
-                _ => message.frame.len(),
-            };
-            self.metrics.frames_sent.fetch_add(1, Ordering::Relaxed);
-            self.metrics
-                .bytes_sent
-                .fetch_add(len as u64, Ordering::Relaxed);
-        }
-        delivery
     }
 
     fn count_clients(&self) {
@@ -554,6 +587,7 @@ impl Hub {
         let ping = Encoded {
             frame: &protocol::ping_frame(),
             sse: Some(crate::sse::chunk(": heartbeat\n\n")),
+            messages: 1,
         };
         self.send_to(&ping, |id| in_group(&id));
     }
@@ -589,6 +623,7 @@ impl Hub {
         self.send_to_all(&Encoded {
             frame: &frames,
             sse,
+            messages: batch.len() as u64,
         });
     }
 
@@ -642,6 +677,7 @@ impl Hub {
             let message = Encoded {
                 frame: &protocol::text_frame(text),
                 sse,
+                messages: 1,
             };
             self.send_to(&message, |id| id < newest);
         }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use crate::hub::HubEvent;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Rejection};
 use crate::outbox::Outbox;
 use crate::Config;
 
@@ -84,8 +84,10 @@ pub(crate) fn run(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
+        shared.metrics.accepted.fetch_add(1, Ordering::Relaxed);
         if shared.registry.len() >= shared.config.max_clients + REFUSAL_SLACK {
-            log::debug!("{peer}: closed at once, over --max-clients");
+            shared.metrics.rejected(Rejection::OverCapacity);
+            log::debug!("{peer}: closed at once, far over --max-clients");
             continue;
         }
         let _ = socket.set_nodelay(true);
@@ -105,6 +107,7 @@ pub(crate) fn run(listener: TcpListener, shared: Arc<Shared>) {
                     crate::connection::serve(socket, outbox, peer, &thread_shared);
                 });
         if let Err(e) = spawned {
+            shared.metrics.rejected(Rejection::NoThread);
             log::warn!("{peer}: cannot start a thread for this client: {e}");
         }
     }

@@ -30,6 +30,47 @@ const BAD_FRAME_CLOSES: [(u16, &str); 4] = [
     (1011, "internal_error"),
 ];
 
+/// Why a WebSocket connection that passed its handshake checks never became a
+/// client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JoinFailure {
+    /// The `101` and the welcome could not be written: the client had gone.
+    ClientGone,
+    /// The hub had stopped: the server is shutting down (the client gets `503`).
+    ShuttingDown,
+}
+
+impl JoinFailure {
+    const ALL: [JoinFailure; 2] = [JoinFailure::ClientGone, JoinFailure::ShuttingDown];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            JoinFailure::ClientGone => "client_gone",
+            JoinFailure::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+/// Why the WebSocket listener closed a connection before any thread read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rejection {
+    /// Far beyond `--max-clients` (past the few that are still answered `503`).
+    OverCapacity,
+    /// The OS refused a thread for it.
+    NoThread,
+}
+
+impl Rejection {
+    const ALL: [Rejection; 2] = [Rejection::OverCapacity, Rejection::NoThread];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Rejection::OverCapacity => "over_capacity",
+            Rejection::NoThread => "no_thread",
+        }
+    }
+}
+
 /// Where `code` sits in a (code, cause) table.
 fn code_index(table: &[(u16, &str)], code: u16) -> Option<usize> {
     table.iter().position(|(c, _)| *c == code)
@@ -64,6 +105,16 @@ pub(crate) struct Metrics {
     handshake_failures: [AtomicU64; 8],
     /// Indexed like [`BAD_FRAME_CLOSES`].
     bad_frame_closes: [AtomicU64; 4],
+    /// Connections accepted on the WebSocket port.
+    pub(crate) accepted: AtomicU64,
+    /// Indexed like [`Rejection::ALL`].
+    rejected: [AtomicU64; 2],
+    /// Connections that ended before their handshake request was complete.
+    pub(crate) handshakes_abandoned: AtomicU64,
+    /// Indexed like [`JoinFailure::ALL`].
+    joins_failed: [AtomicU64; 2],
+    /// In-band Flash policy requests answered on the WebSocket port.
+    pub(crate) flash_policy_answers: AtomicU64,
     /// Frames (broadcasts, presence notices, welcomes, pings) the hub wrote.
     pub(crate) frames_sent: AtomicU64,
     pub(crate) bytes_sent: AtomicU64,
@@ -85,6 +136,20 @@ impl Metrics {
     #[cfg(test)]
     pub(crate) fn left_total(&self) -> u64 {
         self.left.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    pub(crate) fn join_failed(&self, failure: JoinFailure) {
+        let i = JoinFailure::ALL.iter().position(|f| *f == failure);
+        if let Some(i) = i {
+            self.joins_failed[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn rejected(&self, rejection: Rejection) {
+        let i = Rejection::ALL.iter().position(|r| *r == rejection);
+        if let Some(i) = i {
+            self.rejected[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn handshake_failed(&self, status: u16) {
@@ -153,6 +218,48 @@ impl Metrics {
             &left,
         );
         metric(
+            "connections_accepted_total",
+            "counter",
+            "TCP connections accepted on the WebSocket port. Each ends as exactly one of: \
+             rejected, handshake abandoned, handshake failure, join failed, client joined \
+             (or is still open).",
+            &one(&self.accepted),
+        );
+        let labelled = |names: &[&str], counters: &[AtomicU64]| -> Vec<(String, u64)> {
+            names
+                .iter()
+                .zip(counters)
+                .map(|(name, c)| (format!("{{cause=\"{name}\"}}"), get(c)))
+                .collect()
+        };
+        metric(
+            "connections_rejected_total",
+            "counter",
+            "Connections closed by the WebSocket listener before any thread read them, by cause.",
+            &labelled(&Rejection::ALL.map(Rejection::as_str), &self.rejected),
+        );
+        metric(
+            "handshakes_abandoned_total",
+            "counter",
+            "Connections that ended before their handshake request was complete.",
+            &one(&self.handshakes_abandoned),
+        );
+        metric(
+            "flash_policy_answers_total",
+            "counter",
+            "Flash policy requests answered on the WebSocket port.",
+            &one(&self.flash_policy_answers),
+        );
+        metric(
+            "joins_failed_total",
+            "counter",
+            "Handshakes that passed every check but never became a client, by cause.",
+            &labelled(
+                &JoinFailure::ALL.map(JoinFailure::as_str),
+                &self.joins_failed,
+            ),
+        );
+        metric(
             "handshake_failures_total",
             "counter",
             "Handshakes refused with an HTTP error, by cause.",
@@ -167,7 +274,7 @@ impl Metrics {
         metric(
             "frames_sent_total",
             "counter",
-            "Frames the hub wrote to clients (one per client per broadcast).",
+            "Frames the hub wrote to clients: one per client per message, welcomes and pings included.",
             &one(&self.frames_sent),
         );
         metric(

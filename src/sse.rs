@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
 use crate::hub::{HubEvent, Sink};
+use crate::metrics::{JoinFailure, Metrics};
 use crate::outbox::Delivery;
 use crate::protocol::LeaveReason;
 
@@ -89,6 +90,11 @@ impl SseSink {
 const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n\
 Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\
 Transfer-Encoding: chunked\r\n\r\nd\r\nretry: 2000\n\n\r\n";
+
+/// The answer to a stream asked for while the server shuts down.
+const SHUTTING_DOWN: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+Content-Type: text/plain; charset=utf-8\r\nContent-Length: 44\r\nConnection: close\r\n\r\n\
+tickcast is shutting down; try again later.\n";
 
 /// The last chunk: the end of the response.
 const END: &[u8] = b"0\r\n\r\n";
@@ -156,25 +162,29 @@ pub(crate) fn serve(
     peer: SocketAddr,
     events_tx: &Sender<HubEvent>,
     max_backlog: usize,
+    metrics: &Metrics,
 ) {
-    if writer
-        .write_all(HEAD)
-        .and_then(|()| writer.flush())
-        .is_err()
-    {
-        return;
-    }
     let (sink, queue) = channel(max_backlog);
     let (id_tx, id_rx) = bounded(1);
+    // The hub writes the response head together with the welcome, at the moment it
+    // adds the client: `EventSource.onopen` fires at the head, and from then on
+    // the client gets every event.
     let join = HubEvent::Join {
         sink: Sink::Sse(sink),
+        greeting: HEAD.to_vec(),
         peer,
         id_tx,
     };
-    if events_tx.send(join).is_err() {
-        return; // shutting down
-    }
-    let Ok(id) = id_rx.recv() else { return };
+    let joined = events_tx.send(join).ok().and_then(|()| id_rx.recv().ok());
+    let Some(id) = joined else {
+        // The hub had stopped before it read our Join.
+        metrics.join_failed(JoinFailure::ShuttingDown);
+        log::debug!("{peer}: SSE stream refused, the server is shutting down");
+        let _ = writer
+            .write_all(SHUTTING_DOWN)
+            .and_then(|()| writer.flush());
+        return;
+    };
     let reason = pump(&mut *writer, &queue);
     if reason != LeaveReason::Dropped {
         let _ = writer.write_all(END).and_then(|()| writer.flush());

@@ -11,7 +11,8 @@
 //! - every leave is processed: the client's stream ends, and the `clients` gauge
 //!   equals joins − leaves;
 //! - every broadcast reaches every client present, once, in order;
-//! - shutdown ends the hub thread and every client's stream.
+//! - shutdown ends the hub thread and every client's stream, after every
+//!   broadcast published before it.
 //!
 //! The clients are SSE sinks: the hub writes to them exactly as to a browser's
 //! `EventSource`, and the test reads the encoded events back from their queues.
@@ -99,6 +100,12 @@ fn decode(mut bytes: &[u8]) -> Vec<Event> {
         .collect()
 }
 
+/// What the `k`-th client of a burst asks the hub to write before its welcome (an
+/// SSE comment, so that it decodes like the rest).
+fn greeting(k: usize) -> Vec<u8> {
+    sse::chunk(&format!(": hello {k}\n\n")).to_vec()
+}
+
 /// A connected client, as the model knows it.
 struct ModelClient {
     queue: SseQueue,
@@ -129,6 +136,9 @@ struct Harness {
     leaves: u64,
     /// Number of the next broadcast (its text is `b<number>`).
     next_broadcast: u64,
+    /// Messages the hub must have counted in `frames_sent` (welcomes and
+    /// broadcasts; presence notices come on top).
+    messages_delivered: u64,
 }
 
 impl Harness {
@@ -154,6 +164,7 @@ impl Harness {
             joins: 0,
             leaves: 0,
             next_broadcast: 1,
+            messages_delivered: 0,
         }
     }
 
@@ -171,20 +182,22 @@ impl Harness {
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
         let before = self.clients.len();
         let waiting: Vec<_> = (0..n)
-            .map(|_| {
+            .map(|k| {
                 let (sink, queue) = sse::channel(usize::MAX);
                 let (id_tx, id_rx) = bounded(1);
+                let greeting = greeting(k);
                 let join = HubEvent::Join {
                     sink: Sink::Sse(sink),
+                    greeting: greeting.clone(),
                     peer,
                     id_tx,
                 };
                 self.events_tx.send(join).expect("the hub is running");
-                (queue, id_rx)
+                (queue, id_rx, greeting)
             })
             .collect();
         let mut last_id = self.clients.keys().next_back().copied().unwrap_or(0);
-        for (k, (queue, id_rx)) in waiting.into_iter().enumerate() {
+        for (k, (queue, id_rx, greeting)) in waiting.into_iter().enumerate() {
             let id = id_rx.recv_timeout(WAIT).unwrap_or_else(|e| {
                 panic!(
                     "join {k} of a burst of {n} ({before} clients before) was never answered: {e}"
@@ -201,7 +214,16 @@ impl Harness {
             );
             last_id = id;
             let client = ModelClient { queue };
-            let first = client.next_events(id, "its welcome");
+            // The greeting and the welcome arrive together, before anything else.
+            let first = client
+                .queue
+                .recv_timeout(WAIT)
+                .unwrap_or_else(|e| panic!("client {id}: no greeting and welcome ({e})"));
+            assert!(
+                first.starts_with(&greeting),
+                "client {id}: its first bytes are not its greeting"
+            );
+            let first = decode(&first[greeting.len()..]);
             let welcome = &first[0];
             assert_eq!(
                 welcome.name.as_deref(),
@@ -218,6 +240,7 @@ impl Harness {
             self.clients.insert(id, client);
         }
         self.joins += n as u64;
+        self.messages_delivered += n as u64;
         self.check_counters();
     }
 
@@ -268,6 +291,7 @@ impl Harness {
             let broadcast = Broadcast::new(None, format!("b{number}"));
             self.frames_tx.send(broadcast).expect("the hub is running");
         }
+        self.messages_delivered += n as u64 * self.clients.len() as u64;
         for (&id, client) in &self.clients {
             let mut expected = first;
             while expected <= last {
@@ -300,8 +324,15 @@ impl Harness {
         assert_eq!(self.metrics.left_total(), self.leaves, "clients left");
     }
 
-    /// Shutdown ends the hub thread, and with it every client's stream.
-    fn shut_down(self) {
+    /// `broadcasts` broadcasts, then shutdown: every client gets each of them before
+    /// its stream ends, and the hub thread ends.
+    fn shut_down(self, broadcasts: usize) {
+        let first = self.next_broadcast;
+        let last = first + broadcasts as u64;
+        for number in first..last {
+            let broadcast = Broadcast::new(None, format!("b{number}"));
+            self.frames_tx.send(broadcast).expect("the hub is running");
+        }
         self.events_tx
             .send(HubEvent::Shutdown)
             .expect("the hub is running");
@@ -310,16 +341,37 @@ impl Harness {
             Err(RecvTimeoutError::Disconnected),
             "the hub thread did not end after Shutdown"
         );
+        let delivered = self.messages_delivered + broadcasts as u64 * self.clients.len() as u64;
+        let counted = self.metrics.frames_sent.load(Ordering::Relaxed);
+        assert!(
+            counted >= delivered,
+            "frames_sent counts {counted}, but {delivered} messages were delivered"
+        );
         for (id, client) in self.clients {
+            let mut expected = first;
             loop {
                 match client.queue.recv_timeout(Duration::ZERO) {
-                    Ok(_) => continue,
+                    Ok(chunk) => {
+                        for event in decode(&chunk).into_iter().filter(|e| e.name.is_none()) {
+                            assert_eq!(
+                                event.data,
+                                format!("b{expected}"),
+                                "client {id}: broadcasts before the shutdown"
+                            );
+                            expected += 1;
+                        }
+                    }
                     Err(RecvTimeoutError::Disconnected) => break,
                     Err(RecvTimeoutError::Timeout) => {
                         panic!("client {id}'s stream outlived the hub")
                     }
                 }
             }
+            assert_eq!(
+                expected, last,
+                "client {id} got b{first}..b{expected} of the broadcasts sent before the \
+                 shutdown, not all up to b{last} (exclusive)"
+            );
         }
     }
 }
@@ -339,12 +391,13 @@ proptest! {
     fn hub_matches_the_model_in_bursts(
         first_joins in 1..=MAX_JOINS,
         bursts in proptest::collection::vec(burst(), 1..=6),
+        last_broadcasts in 0..=MAX_BROADCASTS,
     ) {
         let mut harness = Harness::start();
         harness.join(first_joins);
         for burst in &bursts {
             harness.run(burst);
         }
-        harness.shut_down();
+        harness.shut_down(last_broadcasts);
     }
 }

@@ -44,9 +44,21 @@ fn metrics_follow_what_happens() {
     );
     assert_eq!(status, 404);
 
-    let during = scrape(&server);
+    // The refused connection's thread ends once it sees our end of the stream,
+    // a moment after we read the 404: wait for it, with a bound.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let during = loop {
+        let during = scrape(&server);
+        if sample(&during, "tickcast_connections") == 1 {
+            break during;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the 404's connection stayed:\n{during}"
+        );
+        thread::yield_now();
+    };
     assert_eq!(sample(&during, "tickcast_clients"), 1);
-    assert_eq!(sample(&during, "tickcast_connections"), 1);
     assert_eq!(sample(&during, "tickcast_clients_joined_total"), 1);
     assert_eq!(sample(&during, "tickcast_messages_echoed_total"), 1);
     assert_eq!(
@@ -146,4 +158,69 @@ fn bad_frame_closes_are_counted_by_code() {
         ),
         0
     );
+}
+
+/// The sum of every sample of the metric family `name` (all label sets).
+fn family_total(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let value = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once("} ")?.1,
+                None => rest.strip_prefix(' ')?,
+            };
+            value.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// Every connection to the WebSocket port ends in exactly one counted way:
+/// `connections_accepted_total` equals the sum of every outcome, once the
+/// connections are over.
+#[test]
+fn every_connection_ends_in_a_counted_way() {
+    let server = start();
+    // A client that joins and leaves.
+    let mut client = Client::connect(&server);
+    client.welcome();
+    client.ws.close(None).unwrap();
+    while client.ws.read().is_ok() {}
+    // A refused handshake.
+    let (status, _, _) = http_raw(server.ws_addr(), "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(status, 400);
+    // A client that hangs up halfway through its request.
+    let mut half = tcp(server.ws_addr());
+    half.write_all(b"GET /echo HTTP/1.1\r\nHost: t\r\n")
+        .unwrap();
+    drop(half);
+    // A client that connects and says nothing at all.
+    drop(tcp(server.ws_addr()));
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = scrape(&server);
+        let accepted = sample(&text, "tickcast_connections_accepted_total");
+        let ended: u64 = [
+            "tickcast_connections_rejected_total",
+            "tickcast_handshakes_abandoned_total",
+            "tickcast_handshake_failures_total",
+            "tickcast_flash_policy_answers_total",
+            "tickcast_joins_failed_total",
+            "tickcast_clients_left_total",
+        ]
+        .iter()
+        .map(|name| family_total(&text, name))
+        .sum();
+        let open = sample(&text, "tickcast_connections");
+        if accepted == 4 && open == 0 && ended == accepted {
+            assert_eq!(sample(&text, "tickcast_handshakes_abandoned_total"), 2);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "accepted {accepted}, ended {ended}, open {open}:\n{text}"
+        );
+        thread::yield_now();
+    }
 }
