@@ -53,7 +53,8 @@ OPTIONS:
     --http-addr ADDR|off            page, /config.json, /healthz, /metrics [default: {http}]
     --interval DURATION|off         time between ticks, e.g. 250ms, 1s, 2m [default: 1s]
     --public DIR                    serve the page from DIR instead of the built-in copy
-    --max-clients N                 most WebSocket connections at once; beyond: 503 [default: {clients}]
+    --max-clients N                 most clients (WebSocket and SSE) at once; beyond: 503
+                                    [default: what this machine can hold, see the log]
     --max-message-size BYTES        largest client message; larger closes with 1009 [default: 1MiB]
     --max-backlog BYTES             unsent bytes per client before it is cut off [default: 2MiB]
     --heartbeat DURATION|off        ping clients this often; cut off silent ones [default: 30s]
@@ -61,6 +62,11 @@ OPTIONS:
                                     connect; repeatable [default: every origin]
     --handshake-timeout DURATION    time to send the whole handshake request [default: 10s]
     --max-header-size BYTES         largest handshake request head; larger gets 431 [default: 8KiB]
+    --max-http-connections N        most HTTP connections at once (SSE streams count as
+                                    clients); beyond, the oldest idle one is closed [default: {http_conns}]
+    --http-request-timeout DURATION time for an HTTP request head to arrive [default: {http_request}s]
+    --http-idle-timeout DURATION    idle time before a kept-alive HTTP connection is
+                                    closed [default: {http_idle}s]
     --stdin                         broadcast every line of standard input as {{\"type\":\"line\",…}}
     --flash-policy-addr ADDR        legacy Flash socket policy server, e.g. 0.0.0.0:843 [default: off]
     --flash-policy-allow DOMAIN:PORTS
@@ -76,7 +82,9 @@ Live stream in a terminal: curl -N http://127.0.0.1:8080/events",
         version = env!("CARGO_PKG_VERSION"),
         ws = d.ws_addr,
         http = d.http_addr.map_or("off".to_string(), |a| a.to_string()),
-        clients = d.max_clients,
+        http_conns = d.max_http_connections,
+        http_request = d.http_request_timeout.as_secs(),
+        http_idle = d.http_idle_timeout.as_secs(),
     )
 }
 
@@ -175,13 +183,19 @@ where
                 config.max_handshake_size =
                     parse_size(&v).map_err(|e| flag_error(&flag, &v, &e))?;
             }
-            "--max-clients" => {
+            "--max-clients" => config.max_clients = Some(parse_count(&flag, &value()?)?),
+            "--max-http-connections" => {
+                config.max_http_connections = parse_count(&flag, &value()?)?;
+            }
+            "--http-request-timeout" => {
                 let v = value()?;
-                config.max_clients = v
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| flag_error(&flag, &v, "expected a whole number above 0"))?;
+                config.http_request_timeout =
+                    parse_duration(&v).map_err(|e| flag_error(&flag, &v, &e))?;
+            }
+            "--http-idle-timeout" => {
+                let v = value()?;
+                config.http_idle_timeout =
+                    parse_duration(&v).map_err(|e| flag_error(&flag, &v, &e))?;
             }
             "--max-message-size" => {
                 let v = value()?;
@@ -214,6 +228,15 @@ where
 /// Names such as `localhost:8080` resolve through the system resolver.
 fn resolve(value: &str) -> Option<SocketAddr> {
     value.to_socket_addrs().ok().and_then(|mut a| a.next())
+}
+
+/// A whole number above 0, e.g. for `--max-clients`.
+fn parse_count(flag: &str, value: &str) -> Result<usize, UsageError> {
+    value
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| flag_error(flag, value, "expected a whole number above 0"))
 }
 
 fn flag_error(flag: &str, value: &str, why: &str) -> UsageError {
@@ -354,12 +377,20 @@ mod tests {
             "--max-clients",
             "5",
             "--max-backlog=4MiB",
+            "--max-http-connections",
+            "7",
+            "--http-request-timeout=2s",
+            "--http-idle-timeout",
+            "500ms",
         ]);
         assert_eq!(c.ws_addr.port(), 0);
         assert_eq!(c.http_addr, None);
         assert_eq!(c.interval, Some(Duration::from_millis(250)));
-        assert_eq!(c.max_clients, 5);
+        assert_eq!(c.max_clients, Some(5));
         assert_eq!(c.max_backlog, 4 << 20);
+        assert_eq!(c.max_http_connections, 7);
+        assert_eq!(c.http_request_timeout, Duration::from_secs(2));
+        assert_eq!(c.http_idle_timeout, Duration::from_millis(500));
         let c = config(&[
             "--heartbeat=off",
             "--allowed-origin",

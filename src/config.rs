@@ -43,12 +43,17 @@ pub struct Config {
     /// and see the change without rebuilding.
     pub public_dir: Option<PathBuf>,
 
-    /// The most WebSocket connections held at once, counting those still in their
-    /// handshake. Beyond it a handshake is answered `503 Service Unavailable`.
+    /// The most clients (WebSocket connections, counting those still in their
+    /// handshake, and SSE streams) held at once. Beyond it a handshake is answered
+    /// `503 Service Unavailable`.
     ///
-    /// Default 10,000. Each client costs one thread and one file descriptor: see the
-    /// README ("Limits of one machine") before raising it past the OS limits.
-    pub max_clients: usize,
+    /// Default `None`: as many as this machine lets one process hold, worked out at
+    /// start from the open-file limit and the thread limits, minus what
+    /// [`max_http_connections`](Config::max_http_connections) and the server itself
+    /// need; [`crate::Server::max_clients`] and the startup log say the number and
+    /// where it came from. Each client costs one thread and one file descriptor:
+    /// see the README ("Limits of one machine") to raise the limits.
+    pub max_clients: Option<usize>,
 
     /// The largest message, in bytes, a client may send. A larger one closes the
     /// connection with status 1009 (message too big).
@@ -103,6 +108,29 @@ pub struct Config {
     /// Default 8 KiB, like most web servers.
     pub max_handshake_size: usize,
 
+    /// The most HTTP connections (page, `/config.json`, `/metrics`…; SSE streams
+    /// count as clients instead) open at once. Each costs a thread and a file
+    /// descriptor. When all are taken, a new connection takes the place of the
+    /// oldest idle one (waiting for a request), as nginx does; if none is idle, it
+    /// is answered `503` and closed at once.
+    ///
+    /// Default 512: a browser opens a handful.
+    pub max_http_connections: usize,
+
+    /// How long an HTTP request head may take to arrive: from the connection's
+    /// start for its first request, and from its first byte for later ones on a
+    /// kept-alive connection. A slower or silent client is closed (`408` if it had
+    /// started a request), so it cannot hold a thread (slowloris).
+    ///
+    /// Default 10 s.
+    pub http_request_timeout: Duration,
+
+    /// How long a kept-alive HTTP connection may wait, idle, for its next request
+    /// before the server closes it.
+    ///
+    /// Default 15 s.
+    pub http_idle_timeout: Duration,
+
     /// How long the hub gathers joins and leaves before announcing them in one
     /// notice. A mass disconnect of N clients then costs a handful of broadcasts,
     /// not N.
@@ -138,7 +166,7 @@ impl Default for Config {
             http_addr: Some(loopback(DEFAULT_HTTP_PORT)),
             interval: Some(Duration::from_secs(1)),
             public_dir: None,
-            max_clients: 10_000,
+            max_clients: None,
             max_message_size: 1 << 20,
             max_backlog: 2 << 20,
             heartbeat: Some(Duration::from_secs(30)),
@@ -147,6 +175,9 @@ impl Default for Config {
             flash_policy_allow: Vec::new(),
             handshake_timeout: Duration::from_secs(10),
             max_handshake_size: 8 << 10,
+            max_http_connections: 512,
+            http_request_timeout: Duration::from_secs(10),
+            http_idle_timeout: Duration::from_secs(15),
             presence_window: Duration::from_millis(50),
             client_stack_size: 128 << 10,
             read_buffer_size: 1 << 10,
@@ -173,8 +204,16 @@ impl Config {
         if self.interval.is_some_and(|i| i < Duration::from_millis(1)) {
             return invalid("--interval must be at least 1ms".into());
         }
-        if self.max_clients == 0 {
+        if self.max_clients == Some(0) {
             return invalid("--max-clients must be at least 1".into());
+        }
+        if self.max_http_connections == 0 {
+            return invalid("--max-http-connections must be at least 1".into());
+        }
+        if self.http_request_timeout.is_zero() || self.http_idle_timeout.is_zero() {
+            return invalid(
+                "--http-request-timeout and --http-idle-timeout must be more than zero".into(),
+            );
         }
         if self.max_message_size == 0 {
             return invalid("--max-message-size must be at least 1 byte".into());

@@ -174,12 +174,12 @@ fn handshake(socket: &TcpStream, outbox: &Outbox, shared: &Shared) -> Option<Acc
         Ok(None) => return abandoned(socket, shared, "hung up"),
         Err(refusal) => return refuse(socket, outbox, &refusal, shared),
     };
-    if shared.registry.len() > config.max_clients {
+    if shared.registry.clients() > shared.max_clients {
         let refusal = Refusal::new(
             503,
             format!(
                 "tickcast is full ({} clients, see --max-clients); try again later",
-                config.max_clients
+                shared.max_clients
             ),
         );
         return refuse(socket, outbox, &refusal, shared);
@@ -336,8 +336,8 @@ mod tests {
 
     use crossbeam_channel::{unbounded, Receiver};
 
-    use crate::listener::Registry;
     use crate::metrics::Metrics;
+    use crate::registry::Registry;
     use crate::Config;
 
     /// What a connection thread shares, with the hub's end of the events channel.
@@ -346,6 +346,12 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let shared = Shared {
             config: Config::default(),
+            max_clients: 10,
+            site: crate::http::Site {
+                public_dir: None,
+                ws_port: 1,
+                metrics: metrics.clone(),
+            },
             ws_config: tungstenite::protocol::WebSocketConfig::default(),
             events_tx,
             page_url: None,

@@ -19,7 +19,9 @@
 //! by just closing the socket. A user deserves to know what went wrong, so this
 //! module parses the request itself (with `httparse`) and turns every refusal into
 //! a proper HTTP status with a one-line body. No threads here: the connection's own
-//! thread calls [`read_request`] and then [`respond`].
+//! thread calls [`read_request`] and [`check`], and the hub writes
+//! [`switching_protocols`] as it adds the client. The HTTP port reads its request
+//! heads with [`read_request`] too.
 
 use std::io::{self, Read};
 use std::time::Instant;
@@ -74,8 +76,10 @@ impl Refusal {
     }
 }
 
-fn reason_phrase(status: u16) -> &'static str {
+/// The standard reason phrase for the statuses tickcast sends.
+pub(crate) fn reason_phrase(status: u16) -> &'static str {
     match status {
+        200 => "OK",
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",
@@ -164,13 +168,13 @@ pub(crate) fn read_request(
 }
 
 fn timeout_refusal() -> Refusal {
-    Refusal::new(408, "the handshake request did not arrive in time")
+    Refusal::new(408, "the request head did not arrive in time")
 }
 
 fn too_large(max_size: usize) -> Refusal {
     Refusal::new(
         431,
-        format!("the handshake request head is larger than {max_size} bytes"),
+        format!("the request head is larger than {max_size} bytes"),
     )
 }
 

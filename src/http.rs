@@ -1,16 +1,39 @@
-//! The HTTP side, served by tiny_http: the page, its script and style,
-//! `/config.json` (where the page should connect), `/healthz` (200 `ok` while
-//! serving, 503 while shutting down) and `/metrics` (Prometheus text format).
+//! The HTTP port: the page, its script and style, `/config.json` (where the page
+//! should connect), `/healthz` (200 `ok` while serving, 503 while shutting down),
+//! `/metrics` (Prometheus text format) and `/events` (Server-Sent Events).
 //!
-//! tiny_http accepts connections and parses requests on threads of its own; this
-//! module runs [`WORKERS`] threads (`http-1`, …) that take finished requests from it
-//! (`Server::recv`) and answer them. Every answer here is small and built in memory,
-//! so a few workers are plenty. The workers end when [`HttpServer::shutdown`] calls
-//! `unblock` once per worker.
+//! Each HTTP connection has a thread of its own (`http-<n>`, started by the
+//! listener), which runs [`serve`]: read a request head, answer it, and go round
+//! again while the client keeps the connection alive (HTTP/1.1 keep-alive). Every
+//! wait is bounded, so no client can hold a thread for long by saying little:
+//!
+//! - a new connection has `--http-request-timeout` to send its first request head
+//!   whole, and a kept-alive one `--http-idle-timeout` to start its next request,
+//!   then `--http-request-timeout` to finish its head (slowloris);
+//! - a write blocks at most [`crate::listener::HTTP_WRITE_TIMEOUT`] for a client that stopped
+//!   reading;
+//! - at most `--max-http-connections` are open; while a connection waits for a
+//!   request it is idle, and the listener closes the oldest idle one to make
+//!   room for a newcomer, so a flood of silent connections cannot lock the page
+//!   out.
+//!
+//! The request head is read by the same code, with the same size limit, as a
+//! WebSocket handshake ([`crate::handshake::read_request`]) and parsed with
+//! `httparse`. A request with a body is answered and then the connection is
+//! closed, since nothing here reads bodies. `GET /events` turns the thread into
+//! an SSE client's (see [`crate::sse`]) for as long as the stream lasts.
 //!
 //! The page files are compiled into the binary (`include_bytes!`), so the single
 //! binary works from any directory. With `--public DIR` they are read from disk on
 //! every request instead, for editing the page without rebuilding.
+//!
+//! # Why not tiny_http
+//!
+//! tiny_http 0.12 served this port until it had to be bounded: it starts a thread
+//! for every connection with no limit, has no timeouts (its issue #143, open since
+//! 2018), and reads header lines with no length limit. Its accept loop and
+//! connection threads cannot be reached from outside, so the bounds had to be
+//! ours, and what remained of it (writing a response) is a dozen lines here.
 //!
 //! # Security
 //!
@@ -20,21 +43,17 @@
 //! answer is 404 for anything that is not a regular file. Everything below `DIR` is
 //! public, dot-files included: point it at a folder that holds only the page.
 
-use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
-use tiny_http::{Header, Method, Request, Response};
-
+use crate::handshake::{self, Incoming, Refusal};
 use crate::listener::Shared;
-use crate::metrics::Metrics;
-use crate::Error;
-
-/// How many threads answer requests.
-const WORKERS: usize = 2;
+use crate::metrics::{HttpClose, Metrics};
+use crate::registry::ConnId;
 
 /// The page, compiled in: (URL path, contents).
 const EMBEDDED: &[(&str, &[u8])] = &[
@@ -43,7 +62,7 @@ const EMBEDDED: &[(&str, &[u8])] = &[
     ("/style.css", include_bytes!("../public/style.css")),
 ];
 
-/// What the workers need to answer a request.
+/// What the HTTP port serves.
 pub(crate) struct Site {
     /// Serve files from here instead of [`EMBEDDED`].
     pub(crate) public_dir: Option<PathBuf>,
@@ -53,182 +72,276 @@ pub(crate) struct Site {
     pub(crate) metrics: Arc<Metrics>,
 }
 
-/// The running HTTP server and its worker threads.
-pub(crate) struct HttpServer {
-    server: Arc<tiny_http::Server>,
-    workers: Vec<JoinHandle<()>>,
-    addr: SocketAddr,
-    /// Set before the workers are unblocked, so they know the wake-up means "stop".
-    stopping: Arc<AtomicBool>,
+/// After answering a request the server will not read to its end (a bad one, one
+/// with a body), how long it keeps reading and discarding before hanging up:
+/// closing a socket with unread input makes the kernel send a reset, which can
+/// destroy the answer before the client reads it.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Runs one HTTP connection to the end, on its own thread: see the module docs.
+pub(crate) fn serve(socket: &TcpStream, peer: SocketAddr, shared: &Shared, conn: ConnId) {
+    let close = serve_requests(socket, peer, shared, conn);
+    shared.metrics.http_closed(close);
+    log::debug!("{peer}: HTTP connection closed ({})", close.as_str());
 }
 
-/// How long one write to an HTTP client may block. tiny_http sets no timeouts and
-/// does not hand out its sockets, so the timeout is set on the listening socket,
-/// which every accepted socket inherits (Linux and the BSDs copy it at `accept`).
-/// It bounds how long a client that stopped reading can hold a worker or an SSE
-/// thread.
-pub(crate) const HTTP_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Binds the HTTP listener, with [`HTTP_WRITE_TIMEOUT`] on it.
-///
-/// # Errors
-///
-/// [`Error::Bind`] if the address cannot be bound.
-pub(crate) fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Error> {
-    let bind_error = |source| Error::Bind {
-        what: "HTTP",
-        addr,
-        source,
-    };
-    let listener = TcpListener::bind(addr).map_err(bind_error)?;
-    let bound = listener.local_addr().map_err(bind_error)?;
-    socket2::SockRef::from(&listener)
-        .set_write_timeout(Some(HTTP_WRITE_TIMEOUT))
-        .map_err(bind_error)?;
-    Ok((listener, bound))
-}
-
-impl HttpServer {
-    /// Starts tiny_http on `listener`, and the workers.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Spawn`] if a worker thread cannot start.
-    pub(crate) fn start(
-        listener: TcpListener,
-        site: Site,
-        shared: Arc<Shared>,
-    ) -> Result<HttpServer, Error> {
-        let addr = listener.local_addr().map_err(|source| Error::Bind {
-            what: "HTTP",
-            addr: "0.0.0.0:0".parse().expect("a valid address"),
-            source,
-        })?;
-        let server = tiny_http::Server::from_listener(listener, None).map_err(|e| Error::Bind {
-            what: "HTTP",
-            addr,
-            source: io::Error::other(e.to_string()),
-        })?;
-        let server = Arc::new(server);
-        let site = Arc::new(site);
-        let stopping = Arc::new(AtomicBool::new(false));
-        let mut workers = Vec::with_capacity(WORKERS);
-        for n in 1..=WORKERS {
-            let (server, site, stopping) = (server.clone(), site.clone(), stopping.clone());
-            let shared = shared.clone();
-            let name = format!("http-{n}");
-            let handle = thread::Builder::new()
-                .name(name.clone())
-                .spawn(move || loop {
-                    match server.recv() {
-                        Ok(request) if is_event_stream(&request) => {
-                            start_event_stream(request, &shared)
-                        }
-                        Ok(request) => answer(&site, request),
-                        // `unblock` at shutdown arrives as an error too.
-                        Err(_) if stopping.load(Ordering::SeqCst) => break,
-                        // tiny_http reports failed accepts here ("too many open
-                        // files"); the server goes on.
-                        Err(e) => log::warn!("HTTP server: {e}"),
-                    }
-                })
-                .map_err(|source| Error::Spawn {
-                    thread: name,
-                    source,
-                })?;
-            workers.push(handle);
+/// Answers requests until the connection is over, and says how it ended.
+fn serve_requests(
+    socket: &TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    conn: ConnId,
+) -> HttpClose {
+    let config = &shared.config;
+    let registry = &shared.registry;
+    // Bytes that followed the last request head: the start of the next request.
+    let mut pending = Vec::new();
+    let mut first_request = true;
+    loop {
+        if pending.is_empty() {
+            // Idle until a request starts: the listener may evict us meanwhile.
+            let wait = if first_request {
+                config.http_request_timeout
+            } else {
+                config.http_idle_timeout
+            };
+            registry.set_idle(conn, true);
+            let arrived = read_some(socket, wait, &mut pending);
+            if !registry.set_idle(conn, false) {
+                return HttpClose::Evicted;
+            }
+            match arrived {
+                Ok(0) => return HttpClose::Done,
+                Ok(_) => {}
+                Err(e) if is_timeout(&e) => return HttpClose::Idle,
+                Err(_) => return HttpClose::Failed,
+            }
         }
-        Ok(HttpServer {
-            server,
-            workers,
-            addr,
-            stopping,
+        // Once a request has started, its whole head has a deadline.
+        let start = io::Cursor::new(std::mem::take(&mut pending));
+        let deadline = Instant::now() + config.http_request_timeout;
+        if socket
+            .set_read_timeout(Some(config.http_request_timeout))
+            .is_err()
+        {
+            return HttpClose::Failed;
+        }
+        let head =
+            match handshake::read_request(start.chain(socket), config.max_handshake_size, deadline)
+            {
+                Ok(Some(Incoming::Http(head))) => head,
+                Ok(Some(Incoming::FlashPolicyRequest)) => {
+                    let refusal =
+                        Refusal::new(400, "a Flash policy request; this is the HTTP port");
+                    return refuse(socket, shared, &refusal, HttpClose::BadRequest);
+                }
+                Ok(None) => return HttpClose::Failed,
+                Err(refusal) if refusal.status == 408 => {
+                    return refuse(socket, shared, &refusal, HttpClose::RequestTimeout)
+                }
+                Err(refusal) => return refuse(socket, shared, &refusal, HttpClose::BadRequest),
+            };
+        first_request = false;
+        pending = head.leftover;
+        let request = match Request::parse(&head.head) {
+            Ok(request) => request,
+            Err(refusal) => return refuse(socket, shared, &refusal, HttpClose::BadRequest),
+        };
+        if request.method == "GET" && request.path() == "/events" {
+            return event_stream(socket, peer, shared, conn, &request);
+        }
+        let answer = route(&shared.site, &request.method, &request.target);
+        // Nothing reads a request body here, so the connection cannot stay in step
+        // with the client after one: answer, then close.
+        let keep_alive = request.keep_alive
+            && !request.has_body
+            && !shared.metrics.stopping.load(Ordering::Relaxed);
+        log::debug!(
+            "{peer}: HTTP {} {} -> {}",
+            request.method,
+            request.target,
+            answer.status
+        );
+        shared.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
+        if write_answer(socket, &answer, request.method == "HEAD", keep_alive).is_err() {
+            return HttpClose::Failed;
+        }
+        if !keep_alive {
+            if request.has_body {
+                linger(socket);
+            }
+            return HttpClose::Done;
+        }
+    }
+}
+
+/// Reads what the client has sent, waiting at most `wait` for it. `Ok(0)`: the
+/// client closed the connection.
+fn read_some(mut socket: &TcpStream, wait: Duration, into: &mut Vec<u8>) -> io::Result<usize> {
+    socket.set_read_timeout(Some(wait))?;
+    let mut buf = vec![0u8; 1024];
+    loop {
+        match socket.read(&mut buf) {
+            Ok(n) => {
+                into.extend_from_slice(&buf[..n]);
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Answers a bad request with `refusal`, hangs up politely, and says how the
+/// connection ended.
+fn refuse(socket: &TcpStream, shared: &Shared, refusal: &Refusal, close: HttpClose) -> HttpClose {
+    shared.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
+    let mut writer = socket;
+    if writer.write_all(&refusal.to_http()).is_err() {
+        return HttpClose::Failed;
+    }
+    let _ = socket.shutdown(Shutdown::Write);
+    linger(socket);
+    close
+}
+
+/// Reads and discards until the peer hangs up or [`LINGER`] passes.
+fn linger(mut socket: &TcpStream) {
+    let deadline = Instant::now() + LINGER;
+    let mut sink = vec![0u8; 1024];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match socket.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// `GET /events`: this connection becomes an SSE client, counted against
+/// `--max-clients`, and the thread serves its stream until it ends.
+fn event_stream(
+    socket: &TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    conn: ConnId,
+    request: &Request,
+) -> HttpClose {
+    let stopping = shared.metrics.stopping.load(Ordering::Relaxed);
+    if stopping || !shared.registry.become_client(conn, shared.max_clients) {
+        let refusal = Refusal::new(
+            503,
+            format!(
+                "tickcast is full ({} clients, see --max-clients) or stopping; try again later",
+                shared.max_clients
+            ),
+        );
+        return refuse(socket, shared, &refusal, HttpClose::Full);
+    }
+    // From here the connection counts as a client; its end is counted as a leave.
+    shared.metrics.http_closed(HttpClose::EventStream);
+    shared.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
+    log::debug!("{peer}: HTTP GET {} -> event stream", request.target);
+    crate::sse::serve(socket, peer, shared);
+    // Counted as a client from the moment it became one; nothing more to count here.
+    HttpClose::EventStream
+}
+
+/// What tickcast needs of a request head.
+#[derive(Debug)]
+struct Request {
+    method: String,
+    /// The request target as sent, e.g. `/metrics?x=1`.
+    target: String,
+    /// Whether the client wants the connection kept open afterwards.
+    keep_alive: bool,
+    /// Whether a body follows the head (`Content-Length` above 0, or
+    /// `Transfer-Encoding`).
+    has_body: bool,
+}
+
+impl Request {
+    /// Parses a complete request head.
+    fn parse(head: &[u8]) -> Result<Request, Refusal> {
+        let mut headers = vec![httparse::EMPTY_HEADER; 64];
+        let mut parsed = httparse::Request::new(&mut headers);
+        match parsed.parse(head) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) => {
+                return Err(Refusal::new(400, "incomplete HTTP request"))
+            }
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(Refusal::new(431, "more than 64 header fields"))
+            }
+            Err(e) => return Err(Refusal::new(400, format!("malformed HTTP request: {e}"))),
+        }
+        let header = |name: &str| {
+            parsed
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
+        };
+        let connection = header("Connection").unwrap_or_default();
+        let has_token = |token: &str| connection.split(',').any(|t| t.trim() == token);
+        // HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 only if asked.
+        let keep_alive = match parsed.version {
+            Some(1) => !has_token("close"),
+            _ => has_token("keep-alive"),
+        };
+        let has_body = header("Transfer-Encoding").is_some()
+            || header("Content-Length").is_some_and(|len| len != "0");
+        Ok(Request {
+            method: parsed.method.unwrap_or("GET").to_string(),
+            target: parsed.path.unwrap_or("/").to_string(),
+            keep_alive,
+            has_body,
         })
     }
 
-    /// The address actually bound.
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Wakes and joins every worker.
-    pub(crate) fn shutdown(self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        for _ in &self.workers {
-            self.server.unblock();
-        }
-        for worker in self.workers {
-            let _ = worker.join();
-        }
+    /// The target without its query or fragment.
+    fn path(&self) -> &str {
+        self.target.split(['?', '#']).next().unwrap_or("/")
     }
 }
 
-fn is_event_stream(request: &Request) -> bool {
-    *request.method() == Method::Get && request.url().split('?').next() == Some("/events")
-}
-
-/// Hands `GET /events` to a thread of its own (`sse-<n>`), registered like a
-/// WebSocket connection so it counts towards `--max-clients` and is joined at
-/// shutdown. The worker goes back to answering requests at once.
-fn start_event_stream(request: Request, shared: &Arc<Shared>) {
-    let config = &shared.config;
-    let full = shared.registry.len() >= config.max_clients;
-    if full || shared.metrics.stopping.load(Ordering::SeqCst) {
-        let body = format!(
-            "tickcast is full ({} clients, see --max-clients) or stopping; try again later\n",
-            config.max_clients
-        );
-        let reply = Response::from_string(body)
-            .with_status_code(503)
-            .with_header(header("Content-Type", "text/plain; charset=utf-8"));
-        let _ = request.respond(reply);
-        return;
+/// Writes `answer` as one HTTP/1.1 response (headers and body in one write).
+fn write_answer(
+    mut socket: &TcpStream,
+    answer: &Answer,
+    head_only: bool,
+    keep_alive: bool,
+) -> io::Result<()> {
+    let mut response = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\nConnection: {}\r\n",
+        answer.status,
+        handshake::reason_phrase(answer.status),
+        answer.content_type,
+        answer.body.len(),
+        if keep_alive { "keep-alive" } else { "close" },
+    )
+    .into_bytes();
+    if answer.status == 405 {
+        response.extend_from_slice(b"Allow: GET, HEAD\r\n");
     }
-    let peer = request
-        .remote_addr()
-        .copied()
-        .unwrap_or_else(|| "0.0.0.0:0".parse().expect("a valid address"));
-    let thread_shared = shared.clone();
-    let spawned = shared.registry.spawn("sse", None, config, move || {
-        let writer = request.into_writer();
-        let max_backlog = thread_shared.config.max_backlog;
-        crate::sse::serve(
-            writer,
-            peer,
-            &thread_shared.events_tx,
-            max_backlog,
-            &thread_shared.metrics,
-        );
-    });
-    if let Err(e) = spawned {
-        log::warn!("{peer}: cannot start a thread for this SSE client: {e}");
+    response.extend_from_slice(b"\r\n");
+    if !head_only {
+        response.extend_from_slice(&answer.body);
     }
+    socket.write_all(&response)
 }
 
-fn answer(site: &Site, request: Request) {
-    let response = route(site, request.method(), request.url());
-    let method = request.method().clone();
-    let url = request.url().to_string();
-    let status = response.status;
-    let mut reply = Response::from_data(response.body)
-        .with_status_code(status)
-        .with_header(header("Content-Type", response.content_type))
-        .with_header(header("Cache-Control", "no-cache"))
-        .with_header(header("X-Content-Type-Options", "nosniff"));
-    if status == 405 {
-        reply = reply.with_header(header("Allow", "GET, HEAD"));
-    }
-    log::debug!("HTTP {method} {url} -> {status}");
-    // A client that hung up mid-answer is its own problem.
-    let _ = request.respond(reply);
-}
-
-fn header(name: &str, value: &str) -> Header {
-    // Both are ASCII constants from this file; `from_bytes` only rejects non-ASCII.
-    Header::from_bytes(name, value).expect("header names and values here are ASCII")
-}
-
-/// An answer before it becomes a tiny_http response; separate so it can be tested.
+/// An answer before it is written; separate so it can be tested.
 #[derive(Debug)]
 pub(crate) struct Answer {
     pub(crate) status: u16,
@@ -249,8 +362,8 @@ impl Answer {
 }
 
 /// Decides the answer for a method and raw URL.
-pub(crate) fn route(site: &Site, method: &Method, url: &str) -> Answer {
-    if !matches!(method, Method::Get | Method::Head) {
+pub(crate) fn route(site: &Site, method: &str, url: &str) -> Answer {
+    if !matches!(method, "GET" | "HEAD") {
         return Answer::text(405, "only GET and HEAD are served here");
     }
     let path = url.split(['?', '#']).next().unwrap_or("/");
@@ -367,10 +480,10 @@ mod tests {
             ws_port: 1,
             metrics: Arc::default(),
         };
-        let page = route(&site, &Method::Get, "/?x=1");
+        let page = route(&site, "GET", "/?x=1");
         assert_eq!(page.status, 200);
         assert_eq!(page.content_type, "text/html; charset=utf-8");
-        assert_eq!(route(&site, &Method::Get, "/nope.js").status, 404);
-        assert_eq!(route(&site, &Method::Post, "/").status, 405);
+        assert_eq!(route(&site, "GET", "/nope.js").status, 404);
+        assert_eq!(route(&site, "POST", "/").status, 405);
     }
 }

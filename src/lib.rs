@@ -36,16 +36,19 @@
 //! - [`config`]: the [`Config`] struct every knob lives in, and its defaults.
 //! - [`cli`]: turns command-line words into a [`Config`] (used by the binary).
 //! - `server`: [`Server::start`] wires the threads together; [`Server::shutdown`] stops them.
-//! - `listener`: the accept loop (thread `ws-listener`) and the registry of live connections.
+//! - `listener`: the accept loops (threads `ws-listener`, `http-listener`) and the
+//!   limits checked as each connection arrives.
+//! - `registry`: the live connection threads, by kind; how shutdown wakes and joins them.
+//! - `limits`: how many clients this machine can hold (the default `--max-clients`).
 //! - `handshake`: the RFC 6455 opening handshake, read and answered by hand.
 //! - `connection`: one client's thread (`ws-<n>`): handshake, then read frames and echo them.
 //! - `outbox`: the write side of one client socket, shared by its thread and the hub.
 //! - `hub`: the thread (`hub`) that owns the set of clients and fans every broadcast out.
 //! - `ticker`: the thread (`ticker`) that publishes a tick every interval.
-//! - `http`: the tiny_http threads (`http-<n>`) that serve the page, `/config.json`,
-//!   `/healthz` and `/metrics`.
+//! - `http`: one thread per HTTP connection (`http-<n>`), under deadlines: the page,
+//!   `/config.json`, `/healthz`, `/metrics`, and `/events`.
 //! - `metrics`: the counters every thread bumps, rendered for Prometheus.
-//! - `sse`: Server-Sent Events (`GET /events`): one thread (`sse-<n>`) per stream.
+//! - `sse`: Server-Sent Events (`GET /events`), on the HTTP connection's thread.
 //! - [`publish_lines`]: broadcasts the lines of a pipe (`tickcast --stdin`).
 //! - [`flash_policy`]: the legacy Flash socket policy server (`flash-*` threads).
 //! - [`protocol`]: the JSON messages of the wire protocol, and frame encoding.
@@ -58,6 +61,8 @@
 //!                             ▼                            │ client's outbox
 //!  ticker    ──frame──▶  frames_tx ═══▶ hub ───────────────┘
 //!  Publisher ──frame──▶  (bounded)           one encoded frame, written to N sockets
+//!
+//!  http-listener ──spawns──▶ http-1, …   (one per HTTP connection; /events joins the hub)
 //! ```
 //!
 //! Reads never leave a client's own thread. Writes to a client come from two
@@ -74,11 +79,13 @@ pub mod flash_policy;
 mod handshake;
 mod http;
 mod hub;
+mod limits;
 mod lines;
 mod listener;
 mod metrics;
 mod outbox;
 pub mod protocol;
+mod registry;
 mod server;
 mod sse;
 mod ticker;

@@ -1,36 +1,44 @@
-//! The WebSocket accept loop (thread `ws-listener`) and the registry of live
-//! connections.
+//! The accept loops: one thread per listening port (`ws-listener`,
+//! `http-listener`), each blocked in `accept` on a plain `std::net::TcpListener`.
 //!
-//! The listener blocks in `accept` on a plain `std::net::TcpListener`. For each new
-//! TCP connection it records the socket in the [`Registry`] and spawns one thread
-//! (`ws-<n>`, with a small stack) that runs [`crate::connection::serve`]. That thread
-//! removes its own entry when it ends.
+//! For each new TCP connection the loop checks the port's limit, records the
+//! socket in the [`Registry`] and spawns one thread for it, with a small stack:
 //!
-//! The registry is what makes shutdown complete: [`crate::Server::shutdown`] waits
-//! for it to empty, and if some client never answers the close frame, it shuts
-//! those sockets down (waking their threads) and joins every thread still running.
+//! - on the WebSocket port, `ws-<n>` runs [`crate::connection::serve`]. Up to
+//!   [`REFUSAL_SLACK`] connections beyond `--max-clients` still get a thread, only
+//!   to be answered `503`; past that, new connections are closed at once, so an
+//!   overload never turns into unbounded threads.
+//! - on the HTTP port, `http-<n>` runs [`crate::http::serve`]. When
+//!   `--max-http-connections` are open, the oldest idle one is closed to make
+//!   room; if none is idle, the newcomer gets `503` and is closed at once.
 //!
-//! The loop ends when [`Shared::stopping`] is set; `shutdown` then makes one
-//! connection to the listener to wake it from `accept`.
+//! Every connection is counted as it is accepted, and every way it ends is
+//! counted too (see [`crate::metrics`]).
+//!
+//! A loop ends when its [`Acceptor`] is stopped: a stop flag, then one connection
+//! to the port to wake the thread from `accept`.
 
-use std::collections::HashMap;
-use std::io;
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
+use crate::http::Site;
 use crate::hub::HubEvent;
-use crate::metrics::{Metrics, Rejection};
+use crate::metrics::{HttpClose, Metrics, Rejection};
 use crate::outbox::Outbox;
+use crate::registry::{Kind, Registry};
 use crate::Config;
 
-/// What the listener and every connection thread share. Built once by the server.
+/// What the listeners and every connection thread share. Built once by the server.
 pub(crate) struct Shared {
     pub(crate) config: Config,
+    /// `--max-clients`, or what the machine can hold when it is not given.
+    pub(crate) max_clients: usize,
     /// tungstenite's settings for every client, derived from `config` once.
     pub(crate) ws_config: tungstenite::protocol::WebSocketConfig,
     /// Joins, leaves and shutdown, to the hub.
@@ -40,23 +48,104 @@ pub(crate) struct Shared {
     /// The Flash policy document, if `--flash-policy-addr` is set: the WebSocket
     /// port answers an in-band policy request with it too.
     pub(crate) flash_policy: Option<Arc<[u8]>>,
+    /// What the HTTP port serves.
+    pub(crate) site: Site,
     pub(crate) registry: Arc<Registry>,
-    /// Counters; its `stopping` flag is set by `shutdown`, and the accept loop
-    /// checks it after every `accept`.
+    /// Counters; its `stopping` flag is set when shutdown begins.
     pub(crate) metrics: Arc<Metrics>,
 }
 
 /// Beyond `max_clients`, this many more connections still get a thread, only to be
 /// answered `503`. Past that, new connections are closed at once: an overload must
 /// not turn into unbounded threads.
-const REFUSAL_SLACK: usize = 64;
+pub(crate) const REFUSAL_SLACK: usize = 64;
 
-/// The accept loop; runs on the `ws-listener` thread.
-pub(crate) fn run(listener: TcpListener, shared: Arc<Shared>) {
+/// How long one write to an HTTP client may block. It bounds how long a client
+/// that stopped reading can hold its thread, page or SSE stream alike.
+pub(crate) const HTTP_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections the kernel may hold for us, handshake done, before we `accept`
+/// them. `std`'s `TcpListener::bind` asks for 128, which a burst of connects on a
+/// busy 2-core machine overflows: every connect beyond it is dropped and retried by
+/// the client a whole second later. The kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds a listening socket on `addr` with a backlog of [`LISTEN_BACKLOG`].
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As std does: a restarted server can bind its port while old connections
+    // from the previous run are still in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Which port a loop accepts on, and so what it does with a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Port {
+    WebSocket,
+    Http,
+}
+
+/// A running accept loop, and how to stop it.
+pub(crate) struct Acceptor {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Acceptor {
+    /// Starts the accept loop for `port` on its own thread, named `name`.
+    ///
+    /// # Errors
+    ///
+    /// The OS refused the thread.
+    pub(crate) fn start(
+        name: &str,
+        listener: TcpListener,
+        port: Port,
+        shared: Arc<Shared>,
+    ) -> io::Result<Acceptor> {
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread_stop = stop.clone();
+        let thread = thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || run(&listener, port, &shared, &thread_stop))?;
+        Ok(Acceptor { addr, stop, thread })
+    }
+
+    /// Stops accepting: sets the flag, wakes the thread from `accept` with a
+    /// connection of our own, and joins it.
+    pub(crate) fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&connectable(self.addr), Duration::from_secs(1));
+        if self.thread.join().is_err() {
+            log::error!("the listener on {} panicked", self.addr);
+        }
+    }
+}
+
+/// The address to connect to for `addr`: an unspecified address (0.0.0.0, ::)
+/// becomes loopback, which reaches a listener on all interfaces.
+pub(crate) fn connectable(addr: SocketAddr) -> SocketAddr {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    match addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => (Ipv4Addr::LOCALHOST, a.port()).into(),
+        SocketAddr::V6(a) if a.ip().is_unspecified() => (Ipv6Addr::LOCALHOST, a.port()).into(),
+        other => other,
+    }
+}
+
+/// The accept loop; runs on the listener's thread until `stop` is set.
+fn run(listener: &TcpListener, port: Port, shared: &Arc<Shared>, stop: &AtomicBool) {
     let mut last_error_log: Option<Instant> = None;
     loop {
         let accepted = listener.accept();
-        if shared.metrics.stopping.load(Ordering::SeqCst) {
+        if stop.load(Ordering::SeqCst) {
             break;
         }
         let (socket, peer) = match accepted {
@@ -84,319 +173,100 @@ pub(crate) fn run(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        shared.metrics.accepted.fetch_add(1, Ordering::Relaxed);
-        if shared.registry.len() >= shared.config.max_clients + REFUSAL_SLACK {
-            shared.metrics.rejected(Rejection::OverCapacity);
-            log::debug!("{peer}: closed at once, far over --max-clients");
-            continue;
-        }
-        let _ = socket.set_nodelay(true);
-        #[cfg(not(unix))]
-        let _ = socket.set_write_timeout(Some(crate::outbox::FALLBACK_WRITE_TIMEOUT));
-        let socket = Arc::new(socket);
-        // Made here rather than on the client's thread: every outbox then comes from
-        // this one thread's allocator, packed together, instead of from one of
-        // glibc's per-thread malloc arenas. The hub touches every outbox on every
-        // broadcast; packed, they share cache lines and pages.
-        let outbox = Arc::new(Outbox::new(socket.clone(), shared.config.max_backlog));
-        let thread_shared = shared.clone();
-        let spawned =
-            shared
-                .registry
-                .spawn("ws", Some(socket.clone()), &shared.config, move || {
-                    crate::connection::serve(socket, outbox, peer, &thread_shared);
-                });
-        if let Err(e) = spawned {
-            shared.metrics.rejected(Rejection::NoThread);
-            log::warn!("{peer}: cannot start a thread for this client: {e}");
+        match port {
+            Port::WebSocket => accept_websocket(socket, peer, shared),
+            Port::Http => accept_http(socket, peer, shared),
         }
     }
     log::debug!("listener stopped");
 }
 
-/// Removes a connection from the registry when its thread ends.
-struct Registered<'a> {
-    registry: &'a Registry,
-    conn: u64,
-}
-
-impl Drop for Registered<'_> {
-    fn drop(&mut self) {
-        self.registry.remove(self.conn);
+/// Gives a new WebSocket connection its thread, unless the server is far over
+/// `--max-clients`.
+fn accept_websocket(socket: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
+    shared.metrics.accepted.fetch_add(1, Ordering::Relaxed);
+    if shared.registry.clients() >= shared.max_clients + REFUSAL_SLACK {
+        shared.metrics.rejected(Rejection::OverCapacity);
+        log::debug!("{peer}: closed at once, far over --max-clients");
+        return;
+    }
+    let _ = socket.set_nodelay(true);
+    #[cfg(not(unix))]
+    let _ = socket.set_write_timeout(Some(crate::outbox::FALLBACK_WRITE_TIMEOUT));
+    let socket = Arc::new(socket);
+    // Made here rather than on the client's thread: every outbox then comes from
+    // this one thread's allocator, packed together, instead of from one of
+    // glibc's per-thread malloc arenas. The hub touches every outbox on every
+    // broadcast; packed, they share cache lines and pages.
+    let outbox = Arc::new(Outbox::new(socket.clone(), shared.config.max_backlog));
+    let thread_shared = shared.clone();
+    let spawned = shared.registry.spawn(
+        "ws",
+        Kind::WebSocket,
+        Some(socket.clone()),
+        shared.config.client_stack_size,
+        move |_| crate::connection::serve(socket, outbox, peer, &thread_shared),
+    );
+    if let Err(e) = spawned {
+        shared.metrics.rejected(Rejection::NoThread);
+        log::warn!("{peer}: cannot start a thread for this client: {e}");
     }
 }
 
-/// Every connection whose thread is running, by connection number.
-pub(crate) struct Registry {
-    inner: Mutex<RegistryInner>,
-    /// Its `connections` gauge follows the registry's size.
-    metrics: Arc<Metrics>,
-    /// Signalled whenever the registry becomes empty.
-    emptied: Condvar,
+/// The answer to an HTTP connection beyond `--max-http-connections` when none can
+/// be evicted.
+const HTTP_FULL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+Content-Type: text/plain; charset=utf-8\r\nContent-Length: 62\r\nConnection: close\r\n\
+Retry-After: 1\r\n\r\ntickcast has too many HTTP connections open; try again later.\n";
+
+/// Answers `response` and closes the connection, without ever waiting on it: the
+/// listener thread must stay free to accept.
+///
+/// A new connection's send buffer is empty, so the whole answer fits at once.
+/// Whatever the client has sent already is read and discarded first, because
+/// closing a socket with unread input makes the kernel send a reset, which can
+/// destroy the answer before the client reads it.
+fn refuse_at_once(socket: &TcpStream, response: &[u8]) {
+    let mut socket = socket;
+    if socket.set_nonblocking(true).is_err() {
+        return;
+    }
+    let _ = socket.write(response);
+    let _ = socket.shutdown(std::net::Shutdown::Write);
+    let mut discard = [0u8; 1024];
+    while matches!(io::Read::read(&mut socket, &mut discard), Ok(n) if n > 0) {}
 }
 
-struct RegistryInner {
-    next: u64,
-    live: HashMap<u64, Entry>,
-}
-
-struct Entry {
-    /// The socket, for WebSocket connections; SSE streams live inside tiny_http
-    /// and are ended through the hub instead.
-    socket: Option<Arc<TcpStream>>,
-    /// Filled in right after the spawn; `None` for a moment before.
-    handle: Option<JoinHandle<()>>,
-}
-
-impl Registry {
-    pub(crate) fn new(metrics: Arc<Metrics>) -> Registry {
-        Registry {
-            metrics,
-            inner: Mutex::new(RegistryInner {
-                next: 1,
-                live: HashMap::new(),
-            }),
-            emptied: Condvar::new(),
-        }
+/// Gives a new HTTP connection its thread, making room if the HTTP connections
+/// are all taken.
+fn accept_http(socket: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
+    let metrics = &shared.metrics;
+    metrics.http_accepted.fetch_add(1, Ordering::Relaxed);
+    if shared.registry.http() >= shared.config.max_http_connections
+        && !shared.registry.evict_idle_http()
+    {
+        metrics.http_closed(HttpClose::Full);
+        log::debug!("{peer}: HTTP connection refused, --max-http-connections are all busy");
+        refuse_at_once(&socket, HTTP_FULL);
+        return;
     }
-
-    fn lock(&self) -> MutexGuard<'_, RegistryInner> {
-        // The map stays consistent even if a holder panicked; keep going.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    let _ = socket.set_nodelay(true);
+    if let Err(e) = socket.set_write_timeout(Some(HTTP_WRITE_TIMEOUT)) {
+        metrics.http_closed(HttpClose::Failed);
+        log::debug!("{peer}: HTTP connection failed at once: {e}");
+        return;
     }
-
-    /// How many connections are live (in their handshake or joined).
-    pub(crate) fn len(&self) -> usize {
-        self.lock().live.len()
-    }
-
-    /// Registers a connection and starts its thread (`<prefix>-<n>`, with the
-    /// client stack size) running `body`. The thread removes its own entry when
-    /// it ends, however it ends.
-    ///
-    /// # Errors
-    ///
-    /// The OS refused the thread; nothing stays registered.
-    pub(crate) fn spawn(
-        self: &Arc<Self>,
-        prefix: &str,
-        socket: Option<Arc<TcpStream>>,
-        config: &Config,
-        body: impl FnOnce() + Send + 'static,
-    ) -> io::Result<()> {
-        let conn = self.add(socket);
-        let registry = self.clone();
-        let spawned = thread::Builder::new()
-            .name(format!("{prefix}-{conn}"))
-            .stack_size(config.client_stack_size)
-            .spawn(move || {
-                // Deregister on every way out, a panic included, so a bug in one
-                // connection cannot leak a registry entry or block shutdown.
-                let _registered = Registered {
-                    registry: &registry,
-                    conn,
-                };
-                body();
-            });
-        match spawned {
-            Ok(handle) => {
-                self.set_handle(conn, handle);
-                Ok(())
-            }
-            Err(e) => {
-                self.remove(conn);
-                Err(e)
-            }
-        }
-    }
-
-    fn add(&self, socket: Option<Arc<TcpStream>>) -> u64 {
-        let mut inner = self.lock();
-        let conn = inner.next;
-        inner.next += 1;
-        inner.live.insert(
-            conn,
-            Entry {
-                socket,
-                handle: None,
-            },
-        );
-        self.count(inner.live.len());
-        conn
-    }
-
-    fn count(&self, live: usize) {
-        let live = u64::try_from(live).unwrap_or(u64::MAX);
-        self.metrics.connections.store(live, Ordering::Relaxed);
-    }
-
-    fn set_handle(&self, conn: u64, handle: JoinHandle<()>) {
-        // If the thread already finished and removed itself, dropping the handle
-        // just detaches a thread that has ended.
-        if let Some(entry) = self.lock().live.get_mut(&conn) {
-            entry.handle = Some(handle);
-        }
-    }
-
-    fn remove(&self, conn: u64) {
-        let mut inner = self.lock();
-        inner.live.remove(&conn);
-        self.count(inner.live.len());
-        if inner.live.is_empty() {
-            self.emptied.notify_all();
-        }
-    }
-
-    /// Waits until no connection is live, or `timeout` passes. Returns whether the
-    /// registry is empty.
-    pub(crate) fn wait_empty(&self, timeout: Duration) -> bool {
-        let inner = self.lock();
-        let (inner, _) = self
-            .emptied
-            .wait_timeout_while(inner, timeout, |inner| !inner.live.is_empty())
-            .unwrap_or_else(|p| p.into_inner());
-        inner.live.is_empty()
-    }
-
-    /// Shuts down every live socket (waking its thread) and joins every thread.
-    pub(crate) fn abort_all_and_join(&self) {
-        let handles: Vec<JoinHandle<()>> = {
-            let mut inner = self.lock();
-            for socket in inner.live.values().filter_map(|e| e.socket.as_ref()) {
-                let _ = socket.shutdown(Shutdown::Both);
-            }
-            inner
-                .live
-                .values_mut()
-                .filter_map(|e| e.handle.take())
-                .collect()
-        };
-        for handle in handles {
-            let _ = handle.join();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::mpsc;
-
-    /// How long a test waits for something that should happen at once.
-    const WAIT: Duration = Duration::from_secs(5);
-
-    /// Starts a registered thread that answers every ping with a pong until its
-    /// channel closes: proof that it is still running.
-    fn steady(registry: &Arc<Registry>) -> (mpsc::Sender<()>, mpsc::Receiver<()>) {
-        let (ping_tx, ping_rx) = mpsc::channel::<()>();
-        let (pong_tx, pong_rx) = mpsc::channel();
-        registry
-            .spawn("steady", None, &Config::default(), move || {
-                for () in ping_rx {
-                    pong_tx.send(()).unwrap();
-                }
-            })
-            .unwrap();
-        (ping_tx, pong_rx)
-    }
-
-    /// Waits (bounded) for the registry to hold `n` connections. A thread removes
-    /// its entry as the last step of its unwinding, after anything it could
-    /// signal from, so this has to poll.
-    fn wait_len(registry: &Registry, n: usize) {
-        let deadline = Instant::now() + WAIT;
-        while registry.len() != n {
-            assert!(
-                Instant::now() < deadline,
-                "registry holds {} connections, expected {n}",
-                registry.len()
-            );
-            thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    /// A connection thread that panics, on the real client stack size, still
-    /// removes its entry: the registry empties and `wait_empty` returns.
-    #[test]
-    fn panicking_thread_leaves_the_registry() {
-        let metrics = Arc::new(Metrics::default());
-        let registry = Arc::new(Registry::new(metrics.clone()));
-        registry
-            .spawn("ws", None, &Config::default(), || {
-                panic!("a bug in one connection (expected by this test)")
-            })
-            .unwrap();
-        assert!(
-            registry.wait_empty(WAIT),
-            "the panicked thread stayed registered"
-        );
-        assert_eq!(registry.len(), 0);
-        assert_eq!(metrics.connections.load(Ordering::Relaxed), 0);
-    }
-
-    /// A panic in one connection thread neither stops the others nor keeps
-    /// shutdown waiting: the survivor still answers, and once it ends the
-    /// registry is empty.
-    #[test]
-    fn other_threads_keep_running_after_a_panic() {
-        let metrics = Arc::new(Metrics::default());
-        let registry = Arc::new(Registry::new(metrics.clone()));
-        let (ping_tx, pong_rx) = steady(&registry);
-        let (panicking_tx, panicking_rx) = mpsc::channel::<()>();
-        registry
-            .spawn("ws", None, &Config::default(), move || {
-                // Panic only once the steady thread is known to be registered too.
-                panicking_rx.recv().unwrap();
-                panic!("a bug in one connection (expected by this test)");
-            })
-            .unwrap();
-        assert_eq!(registry.len(), 2);
-        panicking_tx.send(()).unwrap();
-        wait_len(&registry, 1);
-        assert_eq!(metrics.connections.load(Ordering::Relaxed), 1);
-
-        // The survivor still runs, and keeps shutdown waiting for it.
-        ping_tx.send(()).unwrap();
-        pong_rx
-            .recv_timeout(WAIT)
-            .expect("the steady thread answers");
-        assert!(!registry.wait_empty(Duration::from_millis(20)));
-
-        // Once it ends, the registry is empty and shutdown's joins return.
-        drop(ping_tx);
-        assert!(
-            registry.wait_empty(WAIT),
-            "the steady thread stayed registered"
-        );
-        assert_eq!(metrics.connections.load(Ordering::Relaxed), 0);
-        registry.abort_all_and_join();
-    }
-
-    /// `abort_all_and_join` wakes a thread blocked reading its socket, and returns
-    /// even though that thread then panics.
-    #[test]
-    fn abort_all_and_join_survives_a_panicked_thread() {
-        use std::io::Read;
-        let registry = Arc::new(Registry::new(Arc::new(Metrics::default())));
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server_side, _) = listener.accept().unwrap();
-        // Bounds the test if the shutdown never comes: the read then times out.
-        server_side.set_read_timeout(Some(WAIT)).unwrap();
-        let socket = Arc::new(server_side);
-        let (read_tx, read_rx) = mpsc::channel();
-        let reader = socket.clone();
-        registry
-            .spawn("ws", Some(socket), &Config::default(), move || {
-                let read = (&*reader).read(&mut [0u8; 16]).map_err(|e| e.kind());
-                read_tx.send(read).unwrap();
-                panic!("woken from read (expected by this test)");
-            })
-            .unwrap();
-        registry.abort_all_and_join();
-        // Woken by the shutdown (end of stream), not by the read timeout.
-        assert_eq!(read_rx.try_recv(), Ok(Ok(0)));
-        assert!(registry.wait_empty(Duration::ZERO));
-        drop(client);
+    let socket = Arc::new(socket);
+    let thread_shared = shared.clone();
+    let spawned = shared.registry.spawn(
+        "http",
+        Kind::Http,
+        Some(socket.clone()),
+        shared.config.client_stack_size,
+        move |conn| crate::http::serve(&socket, peer, &thread_shared, conn),
+    );
+    if let Err(e) = spawned {
+        metrics.http_closed(HttpClose::NoThread);
+        log::warn!("{peer}: cannot start a thread for this HTTP connection: {e}");
     }
 }

@@ -71,6 +71,59 @@ impl Rejection {
     }
 }
 
+/// How an HTTP connection (not an SSE stream) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HttpClose {
+    /// The client closed it, or one side asked to (`Connection: close`).
+    Done,
+    /// No request came within `--http-request-timeout` (a new connection) or
+    /// `--http-idle-timeout` (a kept-alive one).
+    Idle,
+    /// A request head did not arrive in time (`408`).
+    RequestTimeout,
+    /// A bad request, answered with a 4xx and closed.
+    BadRequest,
+    /// Idle, closed to make room for a new connection.
+    Evicted,
+    /// No room and none idle: answered `503` at once.
+    Full,
+    /// A read or write failed (the client reset it, a write timed out).
+    Failed,
+    /// The OS refused a thread for it.
+    NoThread,
+    /// It became an SSE stream, counted with the clients from then on.
+    EventStream,
+}
+
+impl HttpClose {
+    const ALL: [HttpClose; 9] = [
+        HttpClose::Done,
+        HttpClose::Idle,
+        HttpClose::RequestTimeout,
+        HttpClose::BadRequest,
+        HttpClose::Evicted,
+        HttpClose::Full,
+        HttpClose::Failed,
+        HttpClose::NoThread,
+        HttpClose::EventStream,
+    ];
+
+    /// The label value in `tickcast_http_connections_closed_total`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            HttpClose::Done => "done",
+            HttpClose::Idle => "idle",
+            HttpClose::RequestTimeout => "request_timeout",
+            HttpClose::BadRequest => "bad_request",
+            HttpClose::Evicted => "evicted",
+            HttpClose::Full => "full",
+            HttpClose::Failed => "failed",
+            HttpClose::NoThread => "no_thread",
+            HttpClose::EventStream => "event_stream",
+        }
+    }
+}
+
 /// Where `code` sits in a (code, cause) table.
 fn code_index(table: &[(u16, &str)], code: u16) -> Option<usize> {
     table.iter().position(|(c, _)| *c == code)
@@ -96,8 +149,17 @@ pub(crate) struct Metrics {
     pub(crate) stopping: AtomicBool,
     /// Clients welcomed by the hub and not yet gone (the hub stores its map's size).
     pub(crate) clients: AtomicU64,
-    /// WebSocket connections open, in their handshake or joined (set at scrape).
+    /// Client connections open: WebSocket (handshakes included) and SSE streams.
+    /// Set by the registry.
     pub(crate) connections: AtomicU64,
+    /// HTTP connections open, SSE streams not included. Set by the registry.
+    pub(crate) http_connections: AtomicU64,
+    /// Connections accepted on the HTTP port.
+    pub(crate) http_accepted: AtomicU64,
+    /// Indexed like [`HttpClose::ALL`].
+    http_closed: [AtomicU64; 9],
+    /// HTTP requests answered (SSE streams included).
+    pub(crate) http_requests: AtomicU64,
     pub(crate) joined: AtomicU64,
     /// Indexed like [`LeaveReason::ALL`].
     left: [AtomicU64; 5],
@@ -142,6 +204,13 @@ impl Metrics {
         let i = JoinFailure::ALL.iter().position(|f| *f == failure);
         if let Some(i) = i {
             self.joins_failed[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn http_closed(&self, close: HttpClose) {
+        let i = HttpClose::ALL.iter().position(|c| *c == close);
+        if let Some(i) = i {
+            self.http_closed[i].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -197,7 +266,7 @@ impl Metrics {
         metric(
             "connections",
             "gauge",
-            "WebSocket connections open, including those in their handshake.",
+            "Client connections open: WebSocket (handshakes included) and SSE streams.",
             &one(&self.connections),
         );
         metric(
@@ -270,6 +339,36 @@ impl Metrics {
             "counter",
             "Connections closed by the server over what the client sent, by close code.",
             &by_code(&BAD_FRAME_CLOSES, &self.bad_frame_closes, "code"),
+        );
+        metric(
+            "http_connections",
+            "gauge",
+            "HTTP connections open (SSE streams are counted as clients instead).",
+            &one(&self.http_connections),
+        );
+        metric(
+            "http_connections_accepted_total",
+            "counter",
+            "TCP connections accepted on the HTTP port. Each ends as one of \
+             http_connections_closed_total, or is still open.",
+            &one(&self.http_accepted),
+        );
+        let closed: Vec<_> = HttpClose::ALL
+            .iter()
+            .zip(&self.http_closed)
+            .map(|(c, n)| (format!("{{reason=\"{}\"}}", c.as_str()), get(n)))
+            .collect();
+        metric(
+            "http_connections_closed_total",
+            "counter",
+            "HTTP connections ended, by reason.",
+            &closed,
+        );
+        metric(
+            "http_requests_total",
+            "counter",
+            "HTTP requests answered.",
+            &one(&self.http_requests),
         );
         metric(
             "frames_sent_total",

@@ -9,7 +9,7 @@
 //! stop accepting, stop ticking, let the hub send close 1001 to every client, give
 //! clients a moment to answer, hang up on the rest, join every thread.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -18,10 +18,12 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, unbounded, Sender};
 
 use crate::flash_policy::{self, FlashPolicyServer};
-use crate::http::{HttpServer, Site};
+use crate::http::Site;
 use crate::hub::{Broadcast, Hub, HubEvent, FRAME_QUEUE};
-use crate::listener::{self, Registry, Shared};
+use crate::limits::{self, Capacity, Machine};
+use crate::listener::{self, connectable, Acceptor, Port, Shared, REFUSAL_SLACK};
 use crate::metrics::Metrics;
+use crate::registry::Registry;
 use crate::{protocol, ticker, Config, Error};
 
 /// How long shutdown waits for clients to answer the close frame before hanging up.
@@ -30,14 +32,16 @@ const CLOSE_GRACE: Duration = Duration::from_millis(1000);
 /// A running tickcast server. Dropping it shuts it down.
 pub struct Server {
     ws_addr: SocketAddr,
-    http: Option<HttpServer>,
+    http_addr: Option<SocketAddr>,
+    ws_listener: Option<Acceptor>,
+    http_listener: Option<Acceptor>,
     flash: Option<FlashPolicyServer>,
     shared: Arc<Shared>,
     /// Encoded frames to the hub; cloned into every [`Publisher`].
     frames_tx: Sender<Broadcast>,
     /// Dropping this wakes the ticker, which then ends.
     stop_ticker_tx: Option<Sender<()>>,
-    /// `hub`, `ticker`, `ws-listener`, in the order they are joined at shutdown.
+    /// `hub` and `ticker`, in the order they are joined at shutdown.
     threads: Vec<(&'static str, JoinHandle<()>)>,
 }
 
@@ -90,19 +94,19 @@ impl Server {
     /// listener cannot bind, [`Error::Spawn`] if a thread cannot start.
     pub fn start(config: Config) -> Result<Server, Error> {
         config.validate()?;
-        let bind_error = |source| Error::Bind {
-            what: "WebSocket",
-            addr: config.ws_addr,
-            source,
+        let bind = |what: &'static str, addr: SocketAddr| {
+            let bind_error = |source| Error::Bind { what, addr, source };
+            let listener = listener::bind(addr).map_err(bind_error)?;
+            let bound = listener.local_addr().map_err(bind_error)?;
+            Ok::<_, Error>((listener, bound))
         };
-        let ws_listener = TcpListener::bind(config.ws_addr).map_err(bind_error)?;
-        let ws_addr = ws_listener.local_addr().map_err(bind_error)?;
-
+        let (ws_listener, ws_addr) = bind("WebSocket", config.ws_addr)?;
         let http_listener = match config.http_addr {
-            Some(addr) => Some(crate::http::bind(addr)?),
+            Some(addr) => Some(bind("HTTP", addr)?),
             None => None,
         };
         let http_addr = http_listener.as_ref().map(|(_, addr)| *addr);
+        let max_clients = max_clients(&config);
         let metrics = Arc::new(Metrics::default());
         let flash_policy: Option<Arc<[u8]>> = config.flash_policy_addr.map(|_| {
             let mut rules: Vec<(String, String)> = config
@@ -127,7 +131,13 @@ impl Server {
         let shared = Arc::new(Shared {
             page_url: http_addr.map(|addr| url("http", addr, "/")),
             flash_policy: flash_policy.clone(),
+            site: Site {
+                public_dir: config.public_dir.clone(),
+                ws_port: ws_addr.port(),
+                metrics: metrics.clone(),
+            },
             config,
+            max_clients,
             ws_config,
             events_tx,
             registry: Arc::new(Registry::new(metrics.clone())),
@@ -136,8 +146,10 @@ impl Server {
 
         let mut server = Server {
             ws_addr,
+            http_addr,
             frames_tx: frames_tx.clone(),
-            http: None,
+            ws_listener: None,
+            http_listener: None,
             flash: None,
             shared: shared.clone(),
             stop_ticker_tx: None,
@@ -161,15 +173,18 @@ impl Server {
         if let (Some(addr), Some(document)) = (shared.config.flash_policy_addr, &flash_policy) {
             server.flash = Some(FlashPolicyServer::start(addr, document.to_vec())?);
         }
+        let spawn_error = |thread: &str| {
+            let thread = thread.to_string();
+            move |source| Error::Spawn { thread, source }
+        };
         if let Some((listener, _)) = http_listener {
-            let site = Site {
-                public_dir: shared.config.public_dir.clone(),
-                ws_port: ws_addr.port(),
-                metrics: metrics.clone(),
-            };
-            server.http = Some(HttpServer::start(listener, site, shared.clone())?);
+            let acceptor = Acceptor::start("http-listener", listener, Port::Http, shared.clone())
+                .map_err(spawn_error("http-listener"))?;
+            server.http_listener = Some(acceptor);
         }
-        server.spawn("ws-listener", move || listener::run(ws_listener, shared))?;
+        let acceptor = Acceptor::start("ws-listener", ws_listener, Port::WebSocket, shared)
+            .map_err(spawn_error("ws-listener"))?;
+        server.ws_listener = Some(acceptor);
 
         if let Some(page) = server.page_url() {
             log::info!("page: {page}");
@@ -201,7 +216,13 @@ impl Server {
 
     /// The address the page is served on, or `None` without an HTTP server.
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http.as_ref().map(HttpServer::addr)
+        self.http_addr
+    }
+
+    /// The most clients the server takes at once: `--max-clients`, or what this
+    /// machine can hold when it was not given (see [`Config::max_clients`]).
+    pub fn max_clients(&self) -> usize {
+        self.shared.max_clients
     }
 
     /// `ws://…/echo`, with a connectable host if the server listens on all interfaces.
@@ -226,10 +247,10 @@ impl Server {
         }
     }
 
-    /// How many WebSocket connections are open, counting those still in their
-    /// handshake.
+    /// How many client connections are open: WebSocket connections, counting
+    /// those still in their handshake, and SSE streams.
     pub fn connections(&self) -> usize {
-        self.shared.registry.len()
+        self.shared.registry.clients()
     }
 
     /// Closes every client with 1001 "going away" and joins every thread.
@@ -244,34 +265,37 @@ impl Server {
         if self.shared.metrics.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
-        // 1. Stop accepting: wake the listener from `accept` with a connection.
-        if self.threads.iter().any(|(name, _)| *name == "ws-listener") {
-            let _ = TcpStream::connect_timeout(&connectable(self.ws_addr), Duration::from_secs(1));
+        // 1. Stop accepting WebSocket clients. The HTTP port goes on answering, so
+        // that /healthz can say 503 while the clients leave.
+        if let Some(listener) = self.ws_listener.take() {
+            listener.stop();
         }
         // 2. Stop ticking.
         self.stop_ticker_tx = None;
         // 3. The hub sends close 1001 to every client, then ends.
-        let _ = self.shared.events_tx.send(HubEvent::Shutdown);
+        if self.shared.events_tx.send(HubEvent::Shutdown).is_err() {
+            log::error!("the hub had already stopped");
+        }
         for (name, handle) in self.threads.drain(..) {
             if handle.join().is_err() {
                 log::error!("thread {name} panicked");
             }
         }
-        // 4. Clients answer the close frame and their threads end; hang up on the
-        // ones that do not answer in time.
-        if !self.shared.registry.wait_empty(CLOSE_GRACE) {
+        // 4. Clients answer the close frame and their threads end; give them a
+        // moment before hanging up on the rest.
+        if !self.shared.registry.wait_no_clients(CLOSE_GRACE) {
             log::debug!(
                 "{} clients did not answer the close frame; hanging up",
-                self.shared.registry.len()
+                self.shared.registry.clients()
             );
         }
+        // 5. Stop the HTTP port, hang up on every connection left, join every thread.
+        if let Some(listener) = self.http_listener.take() {
+            listener.stop();
+        }
         self.shared.registry.abort_all_and_join();
-        // 5. The Flash policy server and the page.
         if let Some(flash) = self.flash.take() {
             flash.shutdown();
-        }
-        if let Some(http) = self.http.take() {
-            http.shutdown();
         }
         log::info!("shut down");
     }
@@ -289,10 +313,34 @@ fn url(scheme: &str, addr: SocketAddr, path: &str) -> String {
     format!("{scheme}://{}{path}", connectable(addr))
 }
 
-pub(crate) fn connectable(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V4(a) if a.ip().is_unspecified() => (Ipv4Addr::LOCALHOST, a.port()).into(),
-        SocketAddr::V6(a) if a.ip().is_unspecified() => (Ipv6Addr::LOCALHOST, a.port()).into(),
-        other => other,
+/// `--max-clients`, or what this machine can hold; logged either way.
+fn max_clients(config: &Config) -> usize {
+    let others = config.max_http_connections + REFUSAL_SLACK;
+    let capacity = Capacity::of(&Machine::read(), others);
+    match config.max_clients {
+        Some(n) => {
+            log::info!(
+                "max clients: {} (--max-clients)",
+                limits::thousands(n as u64)
+            );
+            if n > capacity.max_clients {
+                log::warn!(
+                    "--max-clients {} is more than this process can hold ({}: {}); \
+                     connections beyond it will fail (see README, \"Limits of one machine\")",
+                    limits::thousands(n as u64),
+                    limits::thousands(capacity.max_clients as u64),
+                    capacity.reason
+                );
+            }
+            n
+        }
+        None => {
+            log::info!(
+                "max clients: {} ({}); --max-clients changes it",
+                limits::thousands(capacity.max_clients as u64),
+                capacity.reason
+            );
+            capacity.max_clients
+        }
     }
 }

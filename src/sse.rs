@@ -1,10 +1,11 @@
 //! Server-Sent Events: the same hub events over plain HTTP, for clients that cannot
 //! speak WebSocket (old proxies, `curl -N`, `EventSource` in the page as a fallback).
 //!
-//! `GET /events` on the HTTP port is handed by an HTTP worker to a thread of its own
-//! (`sse-<n>`), which runs [`serve`]: it writes the response head, joins the hub like
-//! a WebSocket client does, then sleeps in `recv` on its own channel and writes each
-//! event it receives, flushing at once so no event waits in a buffer:
+//! `GET /events` on the HTTP port turns that connection's thread (`http-<n>`) into
+//! an SSE client's, which runs [`serve`]: it joins the hub like a WebSocket client
+//! does — the hub writes the response head and the welcome together — then sleeps
+//! in `recv` on its own queue and writes each event it receives, at once, so no
+//! event waits in a buffer:
 //!
 //! ```text
 //! id: 42
@@ -20,20 +21,20 @@
 //! thread's `recv`. Heartbeats arrive as `: heartbeat` comments, which keep proxies
 //! from closing an idle stream. At shutdown the hub drops every sink the same way.
 //!
-//! tiny_http does not hand out its socket, so a write to a client that stopped
-//! reading cannot be made non-blocking here. It is bounded instead: the HTTP
-//! listener carries a write timeout that every accepted socket inherits
-//! ([`crate::http`]), so such a write fails after a few seconds and the thread ends.
+//! The thread writes with a blocking write, bounded by the socket's write timeout
+//! ([`crate::listener::HTTP_WRITE_TIMEOUT`]): a client that stopped reading makes
+//! it fail after a few seconds, and the thread ends.
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
 use crate::hub::{HubEvent, Sink};
-use crate::metrics::{JoinFailure, Metrics};
+use crate::listener::Shared;
+use crate::metrics::JoinFailure;
 use crate::outbox::Delivery;
 use crate::protocol::LeaveReason;
 
@@ -84,9 +85,9 @@ impl SseSink {
 }
 
 /// The response head, then a first chunk asking clients to wait 2 s before they
-/// reconnect. The body is chunked so the stream can *end* cleanly (with the empty
-/// last chunk) even though tiny_http keeps the socket open: `curl` then exits and
-/// `EventSource` reconnects. `X-Accel-Buffering: no` asks nginx not to buffer.
+/// reconnect. The body is chunked so the stream can *end* cleanly, with the empty
+/// last chunk, before the connection closes: `curl` then exits and `EventSource`
+/// reconnects. `X-Accel-Buffering: no` asks nginx not to buffer.
 const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n\
 Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\
 Transfer-Encoding: chunked\r\n\r\nd\r\nretry: 2000\n\n\r\n";
@@ -155,16 +156,10 @@ impl SseQueue {
         Ok(event)
     }
 }
-/// Runs one SSE client to the end, on its own thread. `writer` is the raw
-/// connection from tiny_http's `Request::into_writer`.
-pub(crate) fn serve(
-    mut writer: Box<dyn Write + Send>,
-    peer: SocketAddr,
-    events_tx: &Sender<HubEvent>,
-    max_backlog: usize,
-    metrics: &Metrics,
-) {
-    let (sink, queue) = channel(max_backlog);
+/// Runs one SSE client to the end, on its HTTP connection's thread, once the
+/// request is known to be `GET /events`.
+pub(crate) fn serve(socket: &TcpStream, peer: SocketAddr, shared: &Shared) {
+    let (sink, queue) = channel(shared.config.max_backlog);
     let (id_tx, id_rx) = bounded(1);
     // The hub writes the response head together with the welcome, at the moment it
     // adds the client: `EventSource.onopen` fires at the head, and from then on
@@ -175,34 +170,40 @@ pub(crate) fn serve(
         peer,
         id_tx,
     };
-    let joined = events_tx.send(join).ok().and_then(|()| id_rx.recv().ok());
+    let joined = shared
+        .events_tx
+        .send(join)
+        .ok()
+        .and_then(|()| id_rx.recv().ok());
+    let mut writer = socket;
     let Some(id) = joined else {
         // The hub had stopped before it read our Join.
-        metrics.join_failed(JoinFailure::ShuttingDown);
+        shared.metrics.join_failed(JoinFailure::ShuttingDown);
         log::debug!("{peer}: SSE stream refused, the server is shutting down");
-        let _ = writer
-            .write_all(SHUTTING_DOWN)
-            .and_then(|()| writer.flush());
+        let _ = writer.write_all(SHUTTING_DOWN);
         return;
     };
-    let reason = pump(&mut *writer, &queue);
+    let reason = pump(&mut writer, &queue);
     if reason != LeaveReason::Dropped {
-        let _ = writer.write_all(END).and_then(|()| writer.flush());
+        let _ = writer.write_all(END);
     }
     let reason = queue.closed_reason().unwrap_or(reason);
-    let _ = events_tx.send(HubEvent::Leave { id, reason });
+    if shared
+        .events_tx
+        .send(HubEvent::Leave { id, reason })
+        .is_err()
+    {
+        // The hub has stopped (shutdown); it counted every client as it went.
+        log::debug!("{peer}: SSE client {id} ended after the hub");
+    }
     log::debug!("{peer}: SSE client {id} done ({})", reason.as_str());
 }
 
 /// Writes events as they come until the hub ends the stream or the client goes.
-fn pump(writer: &mut dyn Write, queue: &SseQueue) -> LeaveReason {
+fn pump(writer: &mut impl Write, queue: &SseQueue) -> LeaveReason {
     // Ends when the hub drops the sink (cut off, shutdown).
     while let Some(event) = queue.recv() {
-        if writer
-            .write_all(&event)
-            .and_then(|()| writer.flush())
-            .is_err()
-        {
+        if writer.write_all(&event).is_err() {
             return LeaveReason::Dropped;
         }
     }

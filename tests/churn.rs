@@ -13,8 +13,8 @@
 //! clients only. Every test takes [`serial`], so none runs while another is
 //! counting. `cargo test --test churn -- --nocapture` shows the figures.
 //!
-//! No HTTP server is started: tiny_http's worker threads come and go on their own
-//! schedule, which would blur the thread counts.
+//! No HTTP server is started: the WebSocket side is what churns here (the HTTP
+//! port has its own flood test, `tests/http_flood.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

@@ -63,6 +63,8 @@ fn bad_flags_exit_2_naming_the_flag() {
 struct Running {
     child: std::process::Child,
     log_rx: mpsc::Receiver<String>,
+    /// The log lines up to the one announcing the WebSocket URL.
+    startup: Vec<String>,
     ws: tungstenite::WebSocket<std::net::TcpStream>,
 }
 
@@ -85,6 +87,7 @@ impl Running {
                 let _ = log_tx.send(line);
             }
         });
+        let mut startup = Vec::new();
         let ws_url = loop {
             let line = log_rx
                 .recv_timeout(Duration::from_secs(10))
@@ -92,6 +95,7 @@ impl Running {
             if let Some(url) = line.split("WebSocket: ").nth(1) {
                 break url.trim().to_string();
             }
+            startup.push(line);
         };
         let addr = ws_url
             .trim_start_matches("ws://")
@@ -101,7 +105,12 @@ impl Running {
         let (mut ws, _) =
             tungstenite::client::client(ws_url.as_str(), crate::util::tcp(addr)).unwrap();
         assert!(ws.read().unwrap().to_string().contains("welcome"));
-        Running { child, log_rx, ws }
+        Running {
+            child,
+            log_rx,
+            startup,
+            ws,
+        }
     }
 
     /// The next text message whose JSON `type` is `kind`.
@@ -162,6 +171,36 @@ fn sigterm_shuts_down_gracefully() {
     let running = Running::start(&[], Stdio::null());
     let status = running.terminate();
     assert!(status.success(), "{status}");
+}
+
+/// The startup log says how many clients the server takes and where the number
+/// came from: the machine's limits by default, the flag when it is given.
+#[cfg(target_os = "linux")]
+#[test]
+fn startup_log_says_the_max_clients_and_why() {
+    let running = Running::start(&[], Stdio::null());
+    let line = running
+        .startup
+        .iter()
+        .find(|l| l.contains("max clients: "))
+        .unwrap_or_else(|| panic!("no max clients line in {:?}", running.startup))
+        .clone();
+    assert!(
+        line.contains("open files (ulimit -n)") || line.contains("threads: "),
+        "{line}"
+    );
+    assert!(running.terminate().success());
+
+    let running = Running::start(&["--max-clients", "3"], Stdio::null());
+    assert!(
+        running
+            .startup
+            .iter()
+            .any(|l| l.contains("max clients: 3 (--max-clients)")),
+        "{:?}",
+        running.startup
+    );
+    assert!(running.terminate().success());
 }
 
 /// `--stdin` broadcasts every line of a pipe as `{"type":"line"}`, JSON-escaped,

@@ -89,7 +89,7 @@ fn half_a_request_gets_408_at_the_deadline() {
 /// Beyond --max-clients a handshake gets 503; the clients already in are unaffected.
 #[test]
 fn over_max_clients_gets_503() {
-    let server = start_with(|c| c.max_clients = 2);
+    let server = start_with(|c| c.max_clients = Some(2));
     let mut a = Client::connect(&server);
     let mut b = Client::connect(&server);
     a.welcome();

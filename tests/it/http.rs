@@ -1,6 +1,10 @@
 //! The HTTP port: the page, its files, /config.json, and what is refused.
 
-use crate::util::{http_get, http_raw, start, start_with};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use crate::util::{http_get, http_raw, split_response, start, start_with, tcp, IO_TIMEOUT};
 
 /// The page, its script and style, and /config.json come with the right types.
 #[test]
@@ -80,4 +84,207 @@ fn dot_dot_traversal_is_refused() {
     assert_eq!(status, 200);
     assert_eq!(body, b"<p>from disk</p>");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Reads one HTTP response (head and a `Content-Length` body) from `stream`,
+/// leaving the connection open. Returns (status, lowercased head, body).
+fn read_response(stream: &mut TcpStream) -> (u16, String, Vec<u8>) {
+    let mut bytes = Vec::new();
+    let mut byte = [0u8; 1];
+    while !bytes.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).expect("read a response head");
+        assert_eq!(n, 1, "the connection closed inside a response head");
+        bytes.push(byte[0]);
+    }
+    let (status, head, _) = split_response(&bytes);
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .expect("a content-length")
+        .trim()
+        .parse()
+        .unwrap();
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).expect("read a response body");
+    (status, head, body)
+}
+
+/// Reads until the server closes the connection; fails if it sends anything.
+fn expect_closed(stream: &mut TcpStream, within: Duration) -> Vec<u8> {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut rest = Vec::new();
+    match stream.read_to_end(&mut rest) {
+        Ok(_) => rest,
+        Err(e) => panic!("the server did not close the connection within {within:?}: {e}"),
+    }
+}
+
+/// HTTP/1.1 keeps the connection open: two requests, then two pipelined ones,
+/// are answered in order on one connection; `Connection: close` ends it.
+#[test]
+fn keep_alive_answers_several_requests_on_one_connection() {
+    let server = start();
+    let mut stream = tcp(server.http_addr().unwrap());
+    for path in ["/config.json", "/healthz"] {
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let (status, head, _) = read_response(&mut stream);
+        assert_eq!(status, 200, "{path}");
+        assert!(head.contains("connection: keep-alive"), "{head}");
+    }
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /nope HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut stream).0, 200);
+    assert_eq!(read_response(&mut stream).0, 404);
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let (status, head, body) = read_response(&mut stream);
+    assert_eq!((status, body.as_slice()), (200, &b"ok\n"[..]));
+    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(expect_closed(&mut stream, IO_TIMEOUT), b"");
+}
+
+/// HEAD gets the head of the GET answer, with its length, and no body.
+#[test]
+fn head_gets_no_body() {
+    let server = start();
+    let mut stream = tcp(server.http_addr().unwrap());
+    stream
+        .write_all(
+            b"HEAD /app.js HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\n\r\n",
+        )
+        .unwrap();
+    let mut bytes = Vec::new();
+    let mut byte = [0u8; 1];
+    while !bytes.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        bytes.push(byte[0]);
+    }
+    let (status, head, _) = split_response(&bytes);
+    assert_eq!(status, 200);
+    assert!(!head.contains("content-length: 0\r"), "{head}");
+    // The next bytes are the second answer, not a body.
+    let (status, _, body) = read_response(&mut stream);
+    assert_eq!((status, body.as_slice()), (200, &b"ok\n"[..]));
+}
+
+/// A request head that trickles in and stops gets `408` at
+/// `--http-request-timeout`, and the connection is closed.
+#[test]
+fn a_stalled_request_head_gets_408() {
+    let server = start_with(|c| c.http_request_timeout = Duration::from_millis(300));
+    let mut stream = tcp(server.http_addr().unwrap());
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n").unwrap();
+    let rest = expect_closed(&mut stream, IO_TIMEOUT);
+    let (status, _, body) = split_response(&rest);
+    assert_eq!(status, 408);
+    assert!(String::from_utf8_lossy(&body).contains("did not arrive in time"));
+    drop(stream);
+    metrics_when(server.http_addr().unwrap(), |text| {
+        text.contains("tickcast_http_connections_closed_total{reason=\"request_timeout\"} 1\n")
+    });
+}
+
+/// A connection that sends nothing is closed at `--http-request-timeout`; a
+/// kept-alive one that goes quiet is closed at `--http-idle-timeout`.
+#[test]
+fn silent_and_idle_connections_are_closed() {
+    let server = start_with(|c| {
+        c.http_request_timeout = Duration::from_millis(300);
+        c.http_idle_timeout = Duration::from_millis(300);
+    });
+    let addr = server.http_addr().unwrap();
+    let mut silent = tcp(addr);
+    let mut idle = tcp(addr);
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut idle).0, 200);
+    assert_eq!(expect_closed(&mut silent, IO_TIMEOUT), b"", "silent");
+    assert_eq!(expect_closed(&mut idle, IO_TIMEOUT), b"", "idle");
+    metrics_when(addr, |text| {
+        text.contains("tickcast_http_connections_closed_total{reason=\"idle\"} 2\n")
+    });
+}
+
+/// With every HTTP connection taken, a newcomer takes the place of the oldest
+/// idle one (the page still loads); when none is idle, it gets `503` at once.
+#[test]
+fn a_full_http_port_evicts_the_oldest_idle_connection() {
+    let server = start_with(|c| c.max_http_connections = 2);
+    let addr = server.http_addr().unwrap();
+    // Two silent connections fill the port; the listener takes them in order.
+    let mut first = tcp(addr);
+    let second = tcp(addr);
+    // A third is answered: the oldest idle connection made room for it.
+    assert_eq!(http_get(addr, "/healthz").0, 200);
+    assert_eq!(
+        expect_closed(&mut first, IO_TIMEOUT),
+        b"",
+        "the oldest idle one"
+    );
+    drop(second);
+    // Until only the scrape itself is open (a connection is counted until its
+    // client has seen it closed).
+    metrics_when(addr, |text| text.contains("tickcast_http_connections 1\n"));
+
+    // Two connections with a request under way are not idle, even before their
+    // threads read it: the newcomer is refused at once.
+    let busy: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = tcp(addr);
+            s.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+            s
+        })
+        .collect();
+    // The answer comes without asking.
+    let (status, _, body) = split_response(&expect_closed(&mut tcp(addr), IO_TIMEOUT));
+    assert_eq!(status, 503);
+    assert!(String::from_utf8_lossy(&body).contains("too many HTTP connections"));
+    drop(busy);
+    let text = metrics_when(addr, |text| text.contains("tickcast_http_connections 1\n"));
+    let closed = |reason: &str| -> u64 {
+        let name = format!("tickcast_http_connections_closed_total{{reason=\"{reason}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name.as_str()))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    assert_eq!(closed("evicted"), 1, "{text}");
+    // Scrapes refused while the busy connections were still closing count too.
+    assert!(closed("full") >= 1, "{text}");
+}
+
+/// `/metrics`, scraped until `wanted` accepts it (at most [`IO_TIMEOUT`]):
+/// connections that just ended take a moment to be counted, and while the port
+/// is full a scrape itself may be refused.
+fn metrics_when(addr: SocketAddr, wanted: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + IO_TIMEOUT;
+    loop {
+        let (status, _, body) = http_get(addr, "/metrics");
+        let text = String::from_utf8(body).unwrap();
+        if status == 200 && wanted(&text) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/metrics never became what was expected; last ({status}):\n{text}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// A request with a body is answered, then the connection is closed (nothing
+/// here reads bodies, so it could not stay in step).
+#[test]
+fn a_request_with_a_body_is_answered_then_closed() {
+    let server = start();
+    let mut stream = tcp(server.http_addr().unwrap());
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello")
+        .unwrap();
+    let (status, head, _) = read_response(&mut stream);
+    assert_eq!(status, 200);
+    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(expect_closed(&mut stream, IO_TIMEOUT), b"");
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{start, start_with, tcp, Client, IO_TIMEOUT};
+use crate::util::{http_raw, start, start_with, tcp, Client, IO_TIMEOUT};
 
 /// One parsed SSE event.
 #[derive(Debug)]
@@ -256,4 +256,30 @@ fn shutdown_ends_sse_streams() {
     done_rx
         .recv_timeout(Duration::from_secs(10))
         .expect("shutdown returned");
+}
+
+/// SSE streams and WebSocket clients share `--max-clients`: a stream beyond it
+/// gets `503`, and a stream in it keeps a WebSocket client out.
+#[test]
+fn sse_streams_count_against_max_clients() {
+    let server = start_with(|c| c.max_clients = Some(1));
+    let http = server.http_addr().unwrap();
+    let mut sse = SseClient::connect(http);
+    sse.next_named("welcome");
+    // Only the head is read: a stream, if wrongly granted, would never end.
+    let mut second = tcp(http);
+    second
+        .write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut status_line = [0u8; 12];
+    std::io::Read::read_exact(&mut second, &mut status_line).unwrap();
+    assert_eq!(&status_line, b"HTTP/1.1 503", "a second stream");
+    let (status, _, _) = http_raw(
+        server.ws_addr(),
+        "GET /echo HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    assert_eq!(status, 503, "a WebSocket client beside the stream");
+    // The stream goes on.
+    sse.next_named("tick");
 }

@@ -69,7 +69,7 @@ pub fn cli(data: &[u8]) {
         Err(e) => one_line("usage error", &e.0),
         Ok(Command::Help | Command::Version) => {}
         Ok(Command::Run { config, .. }) => {
-            assert!(config.max_clients > 0, "--max-clients 0 accepted");
+            assert!(config.max_clients != Some(0), "--max-clients 0 accepted");
             for (flag, bytes) in [
                 ("--max-message-size", config.max_message_size),
                 ("--max-backlog", config.max_backlog),
