@@ -22,7 +22,9 @@ MODE="${1:-scale}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 OUT="$ROOT/target/bench"
 LOADGEN="$ROOT/target/bench-build/release/loadgen"
-TICKCAST="$ROOT/target/bench/bin/tickcast"
+# The `profiling` profile: the release build with line tables, so perf can name
+# lines (the release binary users get carries no debug info).
+TICKCAST="$ROOT/target/profiling/tickcast"
 case "$MODE" in
   scale) N="${PROFILE_N:-10000}" INTERVAL="${PROFILE_INTERVAL:-1s}" ;;
   stress) N="${PROFILE_N:-5000}" INTERVAL="${PROFILE_INTERVAL:-10ms}" ;;
@@ -33,7 +35,8 @@ case "$MODE" in
 esac
 SECS="${PROFILE_SECS:-15}"
 command -v perf >/dev/null || { echo "profile.sh: perf is not installed (apt-get install linux-perf)" >&2; exit 1; }
-[ -x "$LOADGEN" ] && [ -x "$TICKCAST" ] || { echo "profile.sh: run scripts/bench.sh smoke first (it builds)" >&2; exit 1; }
+[ -x "$LOADGEN" ] || { echo "profile.sh: run scripts/bench.sh smoke first (it builds loadgen)" >&2; exit 1; }
+(cd "$ROOT" && cargo build --profile profiling --quiet --bin tickcast)
 ulimit -n "$(ulimit -Hn)"
 mkdir -p "$OUT/logs"
 
