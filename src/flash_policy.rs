@@ -147,10 +147,20 @@ fn accept_loop(listener: &TcpListener, document: &Arc<[u8]>, stopping: &AtomicBo
         if stopping.load(Ordering::SeqCst) {
             break;
         }
-        let Ok(socket) = socket else { continue };
+        let socket = match socket {
+            Ok(socket) => socket,
+            Err(e) => {
+                log::debug!("Flash policy server: accept failed: {e}");
+                continue;
+            }
+        };
         workers.retain(|w| !w.is_finished());
         if workers.len() >= MAX_CONCURRENT {
-            continue; // dropped: closed unanswered
+            log::debug!(
+                "{:?}: closed unanswered, {MAX_CONCURRENT} policy requests already in hand",
+                socket.peer_addr().ok()
+            );
+            continue;
         }
         served += 1;
         let document = document.clone();
@@ -158,8 +168,9 @@ fn accept_loop(listener: &TcpListener, document: &Arc<[u8]>, stopping: &AtomicBo
             .name(format!("flash-{served}"))
             .stack_size(64 << 10)
             .spawn(move || answer(socket, &document));
-        if let Ok(worker) = spawned {
-            workers.push(worker);
+        match spawned {
+            Ok(worker) => workers.push(worker),
+            Err(e) => log::warn!("Flash policy server: cannot start a thread: {e}"),
         }
     }
     for worker in workers {
