@@ -488,6 +488,7 @@ impl Hub {
         // nothing else can reach its sink until it is in `clients`, and only this
         // thread puts it there.
         let text = protocol::welcome(id, self.clients.len() + 1, time::OffsetDateTime::now_utc());
+        let greeting_len = greeting.len();
         let delivery = match &sink {
             Sink::WebSocket(outbox) => {
                 greeting.extend_from_slice(&protocol::text_frame(text));
@@ -506,9 +507,11 @@ impl Hub {
             return;
         }
         self.metrics.frames_sent.fetch_add(1, Ordering::Relaxed);
+        // The welcome's bytes; the greeting is HTTP, not a frame.
+        let welcome_len = greeting.len() - greeting_len;
         self.metrics
             .bytes_sent
-            .fetch_add(greeting.len() as u64, Ordering::Relaxed);
+            .fetch_add(welcome_len as u64, Ordering::Relaxed);
         match &sink {
             Sink::Sse(_) => self.sse_clients += 1,
             // The heartbeat judges a client on the pings it was sent: count the join

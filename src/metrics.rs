@@ -385,7 +385,7 @@ impl Metrics {
         metric(
             "messages_echoed_total",
             "counter",
-            "Client messages echoed back.",
+            "Client messages received to be echoed back (counted as they arrive).",
             &one(&self.messages_echoed),
         );
         metric(
