@@ -128,10 +128,14 @@ impl Drop for LeaveOnDrop<'_> {
     fn drop(&mut self) {
         // If the hub closed the outbox first (cut off, shutdown), its reason wins.
         let reason = self.outbox.closed_reason().unwrap_or(self.reason);
-        let _ = self.shared.events_tx.send(HubEvent::Leave {
+        let leave = HubEvent::Leave {
             id: self.id,
             reason,
-        });
+        };
+        if self.shared.events_tx.send(leave).is_err() {
+            // The hub has stopped (shutdown): it counted this client as it closed it.
+            log::debug!("client {}: left after the hub stopped", self.id);
+        }
     }
 }
 
