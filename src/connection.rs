@@ -20,11 +20,10 @@
 //! A bad frame ends this connection only, with the close code RFC 6455 asks for,
 //! and is logged with the peer's address; nothing here can stop the server.
 
-use std::io::Read;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::bounded;
 use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
@@ -32,17 +31,12 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role, WebSocket};
 use tungstenite::Message;
 
-use crate::handshake::{self, Incoming, Refusal, Verdict};
+use crate::handshake::{self, linger, Incoming, Refusal, Verdict, LINGER};
 use crate::hub::{HubEvent, Sink};
 use crate::listener::Shared;
 use crate::metrics::JoinFailure;
 use crate::outbox::{ClientStream, Outbox};
 use crate::protocol::{self, ClientId, LeaveReason};
-
-/// After the server sends a close frame or an HTTP error, how long it keeps reading
-/// (and discarding) before hanging up. Closing a socket with unread input makes the
-/// kernel send a reset, which can destroy our last frame before the peer reads it.
-const LINGER: Duration = Duration::from_secs(2);
 
 /// Runs one client connection to the end. Called on the client's own thread.
 pub(crate) fn serve(
@@ -74,7 +68,7 @@ pub(crate) fn serve(
         // No id: the hub could not write our answer (the client has gone; the hub
         // counted and logged it), or it had stopped before it read our Join.
         if outbox.closed_reason().is_none() {
-            shared.metrics.join_failed(JoinFailure::ShuttingDown);
+            shared.metrics.joins_failed.add(JoinFailure::ShuttingDown);
             log::debug!("{peer}: refused, the server is shutting down");
             let refusal = Refusal::new(503, "tickcast is shutting down; try again in a moment");
             hang_up_with(&socket, &outbox, &refusal);
@@ -313,22 +307,6 @@ fn read_until_done(
             reason,
             close.map(|(code, text)| protocol::close_frame(code, text)),
         );
-    }
-}
-
-/// Reads and discards until the peer hangs up or [`LINGER`] passes.
-fn linger(socket: &TcpStream) {
-    let deadline = Instant::now() + LINGER;
-    let mut sink = vec![0u8; 1024];
-    let mut socket = socket;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
-            break;
-        }
-        match socket.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
     }
 }
 

@@ -24,7 +24,8 @@
 //! heads with [`read_request`] too.
 
 use std::io::{self, Read};
-use std::time::Instant;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 /// What the connection thread should do with a request.
 #[derive(Debug)]
@@ -89,6 +90,28 @@ pub(crate) fn reason_phrase(status: u16) -> &'static str {
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
         _ => "Error",
+    }
+}
+
+/// After the server sends its last answer (an HTTP error, a close frame) on a
+/// connection it will not read to the end, how long it keeps reading and
+/// discarding before hanging up.
+pub(crate) const LINGER: Duration = Duration::from_secs(2);
+
+/// Reads and discards until the peer hangs up or [`LINGER`] passes. Closing a
+/// socket with unread input makes the kernel send a reset, which can destroy the
+/// server's last answer before the peer reads it.
+pub(crate) fn linger(mut socket: &TcpStream) {
+    let deadline = Instant::now() + LINGER;
+    let mut sink = vec![0u8; 1024];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match socket.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
     }
 }
 

@@ -50,9 +50,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::handshake::{self, Incoming, Refusal};
+use crate::handshake::{self, linger, Incoming, Refusal};
 use crate::listener::Shared;
-use crate::metrics::{HttpClose, Metrics};
+use crate::metrics::{HttpClose, Label, Metrics};
 use crate::registry::ConnId;
 
 /// The page, compiled in: (URL path, contents).
@@ -72,16 +72,10 @@ pub(crate) struct Site {
     pub(crate) metrics: Arc<Metrics>,
 }
 
-/// After answering a request the server will not read to its end (a bad one, one
-/// with a body), how long it keeps reading and discarding before hanging up:
-/// closing a socket with unread input makes the kernel send a reset, which can
-/// destroy the answer before the client reads it.
-const LINGER: Duration = Duration::from_secs(2);
-
 /// Runs one HTTP connection to the end, on its own thread: see the module docs.
 pub(crate) fn serve(socket: &TcpStream, peer: SocketAddr, shared: &Shared, conn: ConnId) {
     let close = serve_requests(socket, peer, shared, conn);
-    shared.metrics.http_closed(close);
+    shared.metrics.http_closed.add(close);
     log::debug!("{peer}: HTTP connection closed ({})", close.as_str());
 }
 
@@ -212,21 +206,6 @@ fn refuse(socket: &TcpStream, shared: &Shared, refusal: &Refusal, close: HttpClo
     close
 }
 
-/// Reads and discards until the peer hangs up or [`LINGER`] passes.
-fn linger(mut socket: &TcpStream) {
-    let deadline = Instant::now() + LINGER;
-    let mut sink = vec![0u8; 1024];
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
-            break;
-        }
-        match socket.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
-}
-
 /// `GET /events`: this connection becomes an SSE client, counted against
 /// `--max-clients`, and the thread serves its stream until it ends.
 fn event_stream(
@@ -248,7 +227,7 @@ fn event_stream(
         return refuse(socket, shared, &refusal, HttpClose::Full);
     }
     // From here the connection counts as a client; its end is counted as a leave.
-    shared.metrics.http_closed(HttpClose::EventStream);
+    shared.metrics.http_closed.add(HttpClose::EventStream);
     shared.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
     log::debug!("{peer}: HTTP GET {} -> event stream", request.target);
     crate::sse::serve(socket, peer, shared);

@@ -503,7 +503,7 @@ impl Hub {
             // Gone before it was welcomed: never announce it. Its thread sees the
             // answer channel close and ends.
             log::debug!("{peer}: gone before its welcome could be written");
-            self.metrics.join_failed(JoinFailure::ClientGone);
+            self.metrics.joins_failed.add(JoinFailure::ClientGone);
             return;
         }
         self.metrics.frames_sent.fetch_add(1, Ordering::Relaxed);
@@ -541,7 +541,7 @@ impl Hub {
                 sink.close(reason);
                 self.sse_clients -= 1;
             }
-            self.metrics.left(reason);
+            self.metrics.left.add(reason);
             self.count_clients();
             self.presence.left.push((id, reason));
             self.schedule_presence();

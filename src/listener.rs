@@ -186,7 +186,7 @@ fn run(listener: &TcpListener, port: Port, shared: &Arc<Shared>, stop: &AtomicBo
 fn accept_websocket(socket: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
     shared.metrics.accepted.fetch_add(1, Ordering::Relaxed);
     if shared.registry.clients() >= shared.max_clients + REFUSAL_SLACK {
-        shared.metrics.rejected(Rejection::OverCapacity);
+        shared.metrics.rejected.add(Rejection::OverCapacity);
         log::debug!("{peer}: closed at once, far over --max-clients");
         return;
     }
@@ -208,7 +208,7 @@ fn accept_websocket(socket: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
         move |_| crate::connection::serve(socket, outbox, peer, &thread_shared),
     );
     if let Err(e) = spawned {
-        shared.metrics.rejected(Rejection::NoThread);
+        shared.metrics.rejected.add(Rejection::NoThread);
         log::warn!("{peer}: cannot start a thread for this client: {e}");
     }
 }
@@ -245,14 +245,14 @@ fn accept_http(socket: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
     if shared.registry.http() >= shared.config.max_http_connections
         && !shared.registry.evict_idle_http()
     {
-        metrics.http_closed(HttpClose::Full);
+        metrics.http_closed.add(HttpClose::Full);
         log::debug!("{peer}: HTTP connection refused, --max-http-connections are all busy");
         refuse_at_once(&socket, HTTP_FULL);
         return;
     }
     let _ = socket.set_nodelay(true);
     if let Err(e) = socket.set_write_timeout(Some(HTTP_WRITE_TIMEOUT)) {
-        metrics.http_closed(HttpClose::Failed);
+        metrics.http_closed.add(HttpClose::Failed);
         log::debug!("{peer}: HTTP connection failed at once: {e}");
         return;
     }
@@ -266,7 +266,7 @@ fn accept_http(socket: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
         move |conn| crate::http::serve(&socket, peer, &thread_shared, conn),
     );
     if let Err(e) = spawned {
-        metrics.http_closed(HttpClose::NoThread);
+        metrics.http_closed.add(HttpClose::NoThread);
         log::warn!("{peer}: cannot start a thread for this HTTP connection: {e}");
     }
 }

@@ -6,6 +6,7 @@
 //! sees one a moment before another is fine for monitoring. No thread of its own.
 
 use std::fmt::Write as _;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::protocol::LeaveReason;
@@ -40,8 +41,8 @@ pub(crate) enum JoinFailure {
     ShuttingDown,
 }
 
-impl JoinFailure {
-    const ALL: [JoinFailure; 2] = [JoinFailure::ClientGone, JoinFailure::ShuttingDown];
+impl Label for JoinFailure {
+    const ALL: &'static [JoinFailure] = &[JoinFailure::ClientGone, JoinFailure::ShuttingDown];
 
     fn as_str(self) -> &'static str {
         match self {
@@ -60,8 +61,8 @@ pub(crate) enum Rejection {
     NoThread,
 }
 
-impl Rejection {
-    const ALL: [Rejection; 2] = [Rejection::OverCapacity, Rejection::NoThread];
+impl Label for Rejection {
+    const ALL: &'static [Rejection] = &[Rejection::OverCapacity, Rejection::NoThread];
 
     fn as_str(self) -> &'static str {
         match self {
@@ -95,8 +96,8 @@ pub(crate) enum HttpClose {
     EventStream,
 }
 
-impl HttpClose {
-    const ALL: [HttpClose; 9] = [
+impl Label for HttpClose {
+    const ALL: &'static [HttpClose] = &[
         HttpClose::Done,
         HttpClose::Idle,
         HttpClose::RequestTimeout,
@@ -108,8 +109,7 @@ impl HttpClose {
         HttpClose::EventStream,
     ];
 
-    /// The label value in `tickcast_http_connections_closed_total`.
-    pub(crate) fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             HttpClose::Done => "done",
             HttpClose::Idle => "idle",
@@ -121,6 +121,68 @@ impl HttpClose {
             HttpClose::NoThread => "no_thread",
             HttpClose::EventStream => "event_stream",
         }
+    }
+}
+
+impl Label for LeaveReason {
+    const ALL: &'static [LeaveReason] = &LeaveReason::ALL;
+
+    fn as_str(self) -> &'static str {
+        LeaveReason::as_str(self)
+    }
+}
+
+/// A value that picks one counter of a family, e.g. a leave reason: the family's
+/// samples are labelled with [`Label::as_str`].
+pub(crate) trait Label: Copy + PartialEq + 'static {
+    /// Every value, in the order the samples are rendered.
+    const ALL: &'static [Self];
+    /// The label's value in the rendering, e.g. `too_slow`.
+    fn as_str(self) -> &'static str;
+}
+
+/// One counter per value of a [`Label`].
+pub(crate) struct Counters<L> {
+    counts: Box<[AtomicU64]>,
+    label: PhantomData<L>,
+}
+
+impl<L: Label> Default for Counters<L> {
+    fn default() -> Self {
+        Counters {
+            counts: L::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            label: PhantomData,
+        }
+    }
+}
+
+impl<L: Label> Counters<L> {
+    /// Counts one `label`.
+    pub(crate) fn add(&self, label: L) {
+        // Every value is in ALL; `position` cannot miss.
+        if let Some(i) = L::ALL.iter().position(|l| *l == label) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The sum over every label.
+    #[cfg(test)]
+    pub(crate) fn total(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// One sample per label, as `{key="value"}` and the count.
+    fn samples(&self, key: &str) -> Vec<(String, u64)> {
+        L::ALL
+            .iter()
+            .zip(self.counts.iter())
+            .map(|(l, c)| {
+                (
+                    format!("{{{key}=\"{}\"}}", l.as_str()),
+                    c.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
     }
 }
 
@@ -156,25 +218,25 @@ pub(crate) struct Metrics {
     pub(crate) http_connections: AtomicU64,
     /// Connections accepted on the HTTP port.
     pub(crate) http_accepted: AtomicU64,
-    /// Indexed like [`HttpClose::ALL`].
-    http_closed: [AtomicU64; 9],
+    /// How HTTP connections ended.
+    pub(crate) http_closed: Counters<HttpClose>,
     /// HTTP requests answered (SSE streams included).
     pub(crate) http_requests: AtomicU64,
     pub(crate) joined: AtomicU64,
-    /// Indexed like [`LeaveReason::ALL`].
-    left: [AtomicU64; 5],
+    /// Clients gone, by reason.
+    pub(crate) left: Counters<LeaveReason>,
     /// Indexed like [`HANDSHAKE_CAUSES`].
     handshake_failures: [AtomicU64; 8],
     /// Indexed like [`BAD_FRAME_CLOSES`].
     bad_frame_closes: [AtomicU64; 4],
     /// Connections accepted on the WebSocket port.
     pub(crate) accepted: AtomicU64,
-    /// Indexed like [`Rejection::ALL`].
-    rejected: [AtomicU64; 2],
+    /// Connections the WebSocket listener closed at once, by cause.
+    pub(crate) rejected: Counters<Rejection>,
     /// Connections that ended before their handshake request was complete.
     pub(crate) handshakes_abandoned: AtomicU64,
-    /// Indexed like [`JoinFailure::ALL`].
-    joins_failed: [AtomicU64; 2],
+    /// Handshakes that never became a client, by cause.
+    pub(crate) joins_failed: Counters<JoinFailure>,
     /// In-band Flash policy requests answered on the WebSocket port.
     pub(crate) flash_policy_answers: AtomicU64,
     /// Frames (broadcasts, presence notices, welcomes, pings) the hub wrote.
@@ -187,40 +249,6 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn left(&self, reason: LeaveReason) {
-        let index = LeaveReason::ALL.iter().position(|r| *r == reason);
-        if let Some(i) = index {
-            self.left[i].fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Clients gone since start, whatever the reason.
-    #[cfg(test)]
-    pub(crate) fn left_total(&self) -> u64 {
-        self.left.iter().map(|c| c.load(Ordering::Relaxed)).sum()
-    }
-
-    pub(crate) fn join_failed(&self, failure: JoinFailure) {
-        let i = JoinFailure::ALL.iter().position(|f| *f == failure);
-        if let Some(i) = i {
-            self.joins_failed[i].fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    pub(crate) fn http_closed(&self, close: HttpClose) {
-        let i = HttpClose::ALL.iter().position(|c| *c == close);
-        if let Some(i) = i {
-            self.http_closed[i].fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    pub(crate) fn rejected(&self, rejection: Rejection) {
-        let i = Rejection::ALL.iter().position(|r| *r == rejection);
-        if let Some(i) = i {
-            self.rejected[i].fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
     pub(crate) fn handshake_failed(&self, status: u16) {
         // Every status the handshake code sends is listed; an unknown one counts
         // as a bad request rather than vanishing.
@@ -275,16 +303,11 @@ impl Metrics {
             "Clients welcomed since start.",
             &one(&self.joined),
         );
-        let left: Vec<_> = LeaveReason::ALL
-            .iter()
-            .zip(&self.left)
-            .map(|(r, c)| (format!("{{reason=\"{}\"}}", r.as_str()), get(c)))
-            .collect();
         metric(
             "clients_left_total",
             "counter",
             "Clients gone since start, by reason.",
-            &left,
+            &self.left.samples("reason"),
         );
         metric(
             "connections_accepted_total",
@@ -294,18 +317,11 @@ impl Metrics {
              (or is still open).",
             &one(&self.accepted),
         );
-        let labelled = |names: &[&str], counters: &[AtomicU64]| -> Vec<(String, u64)> {
-            names
-                .iter()
-                .zip(counters)
-                .map(|(name, c)| (format!("{{cause=\"{name}\"}}"), get(c)))
-                .collect()
-        };
         metric(
             "connections_rejected_total",
             "counter",
             "Connections closed by the WebSocket listener before any thread read them, by cause.",
-            &labelled(&Rejection::ALL.map(Rejection::as_str), &self.rejected),
+            &self.rejected.samples("cause"),
         );
         metric(
             "handshakes_abandoned_total",
@@ -323,10 +339,7 @@ impl Metrics {
             "joins_failed_total",
             "counter",
             "Handshakes that passed every check but never became a client, by cause.",
-            &labelled(
-                &JoinFailure::ALL.map(JoinFailure::as_str),
-                &self.joins_failed,
-            ),
+            &self.joins_failed.samples("cause"),
         );
         metric(
             "handshake_failures_total",
@@ -353,16 +366,11 @@ impl Metrics {
              http_connections_closed_total, or is still open.",
             &one(&self.http_accepted),
         );
-        let closed: Vec<_> = HttpClose::ALL
-            .iter()
-            .zip(&self.http_closed)
-            .map(|(c, n)| (format!("{{reason=\"{}\"}}", c.as_str()), get(n)))
-            .collect();
         metric(
             "http_connections_closed_total",
             "counter",
             "HTTP connections ended, by reason.",
-            &closed,
+            &self.http_closed.samples("reason"),
         );
         metric(
             "http_requests_total",
@@ -417,7 +425,7 @@ mod tests {
     #[test]
     fn renders_counters_with_labels() {
         let m = Metrics::default();
-        m.left(LeaveReason::TooSlow);
+        m.left.add(LeaveReason::TooSlow);
         m.handshake_failed(404);
         m.tick_seq.store(42, Ordering::Relaxed);
         let text = m.render();

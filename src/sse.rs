@@ -178,7 +178,7 @@ pub(crate) fn serve(socket: &TcpStream, peer: SocketAddr, shared: &Shared) {
     let mut writer = socket;
     let Some(id) = joined else {
         // The hub had stopped before it read our Join.
-        shared.metrics.join_failed(JoinFailure::ShuttingDown);
+        shared.metrics.joins_failed.add(JoinFailure::ShuttingDown);
         log::debug!("{peer}: SSE stream refused, the server is shutting down");
         let _ = writer.write_all(SHUTTING_DOWN);
         return;

@@ -321,7 +321,7 @@ impl Harness {
             self.leaves
         );
         assert_eq!(get(&self.metrics.joined), self.joins, "clients joined");
-        assert_eq!(self.metrics.left_total(), self.leaves, "clients left");
+        assert_eq!(self.metrics.left.total(), self.leaves, "clients left");
     }
 
     /// `broadcasts` broadcasts, then shutdown: every client gets each of them before
