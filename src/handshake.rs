@@ -209,6 +209,69 @@ fn find_head_end(bytes: &[u8]) -> Option<usize> {
         .map(|i| i + 4)
 }
 
+/// A request head, parsed: the request line and the header fields, as the
+/// WebSocket handshake and the HTTP port both read them.
+pub(crate) struct Head {
+    pub(crate) method: String,
+    /// The request target as sent, e.g. `/echo?x=1`.
+    pub(crate) target: String,
+    /// 1 for HTTP/1.1, 0 for HTTP/1.0.
+    pub(crate) minor_version: u8,
+    /// (name, value with surrounding whitespace trimmed), in order.
+    headers: Vec<(String, String)>,
+}
+
+impl Head {
+    /// Parses a complete request head (as [`read_request`] returns it).
+    ///
+    /// # Errors
+    ///
+    /// A `400` for a malformed head, a `431` for more than 64 header fields.
+    pub(crate) fn parse(head: &[u8]) -> Result<Head, Refusal> {
+        let mut headers = vec![httparse::EMPTY_HEADER; 64];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(head) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) => {
+                return Err(Refusal::new(400, "incomplete HTTP request"))
+            }
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(Refusal::new(431, "more than 64 header fields"))
+            }
+            Err(e) => return Err(Refusal::new(400, format!("malformed HTTP request: {e}"))),
+        }
+        Ok(Head {
+            // A complete parse has both; the defaults are never used.
+            method: request.method.unwrap_or("GET").to_string(),
+            target: request.path.unwrap_or("/").to_string(),
+            minor_version: request.version.unwrap_or(1),
+            headers: request
+                .headers
+                .iter()
+                .map(|h| {
+                    let value = String::from_utf8_lossy(h.value).trim().to_string();
+                    (h.name.to_string(), value)
+                })
+                .collect(),
+        })
+    }
+
+    /// The value of the first header field called `name` (any case).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the header field `name` lists `token` (comma-separated, any case),
+    /// as in `Connection: keep-alive, Upgrade`.
+    pub(crate) fn has_token(&self, name: &str, token: &str) -> bool {
+        self.header(name)
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    }
+}
+
 /// What the listener knows that a refusal may need to tell the client.
 pub(crate) struct Context<'a> {
     /// The page's URL, to point lost HTTP clients at it; `None` if no HTTP server.
@@ -219,30 +282,12 @@ pub(crate) struct Context<'a> {
 
 /// Decides whether a request head is a valid WebSocket upgrade to our endpoint.
 pub(crate) fn check(head: &[u8], ctx: &Context<'_>) -> Verdict {
-    let mut headers = vec![httparse::EMPTY_HEADER; 64];
-    let mut request = httparse::Request::new(&mut headers);
-    match request.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => {
-            return Verdict::Refuse(Refusal::new(400, "incomplete HTTP request"))
-        }
-        Err(httparse::Error::TooManyHeaders) => {
-            return Verdict::Refuse(Refusal::new(431, "more than 64 header fields"))
-        }
-        Err(e) => {
-            return Verdict::Refuse(Refusal::new(400, format!("malformed HTTP request: {e}")))
-        }
-    }
-    let header = |name: &str| {
-        request
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| String::from_utf8_lossy(h.value).trim().to_string())
+    let request = match Head::parse(head) {
+        Ok(request) => request,
+        Err(refusal) => return Verdict::Refuse(refusal),
     };
-    let has_token = |name: &str, token: &str| {
-        header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    };
+    let header = |name: &str| request.header(name).map(str::to_string);
+    let has_token = |name: &str, token: &str| request.has_token(name, token);
 
     // Plain HTTP (a browser pointed at the wrong port, curl, a health checker).
     if header("Upgrade").is_none() {
@@ -255,13 +300,13 @@ pub(crate) fn check(head: &[u8], ctx: &Context<'_>) -> Verdict {
         };
         return Verdict::Refuse(Refusal::new(400, body));
     }
-    if request.method != Some("GET") {
+    if request.method != "GET" {
         return Verdict::Refuse(Refusal::new(405, "a WebSocket handshake must use GET"));
     }
-    if request.version != Some(1) {
+    if request.minor_version != 1 {
         return Verdict::Refuse(Refusal::new(400, "a WebSocket handshake needs HTTP/1.1"));
     }
-    let path = request.path.unwrap_or("/");
+    let path = request.target.as_str();
     let path = path.split('?').next().unwrap_or(path);
     if path != "/echo" && path != "/" {
         return Verdict::Refuse(Refusal::new(

@@ -50,7 +50,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::handshake::{self, linger, Incoming, Refusal};
+use crate::handshake::{self, linger, Head, Incoming, Refusal};
 use crate::listener::Shared;
 use crate::metrics::{HttpClose, Label, Metrics};
 use crate::registry::ConnId;
@@ -251,37 +251,17 @@ struct Request {
 impl Request {
     /// Parses a complete request head.
     fn parse(head: &[u8]) -> Result<Request, Refusal> {
-        let mut headers = vec![httparse::EMPTY_HEADER; 64];
-        let mut parsed = httparse::Request::new(&mut headers);
-        match parsed.parse(head) {
-            Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) => {
-                return Err(Refusal::new(400, "incomplete HTTP request"))
-            }
-            Err(httparse::Error::TooManyHeaders) => {
-                return Err(Refusal::new(431, "more than 64 header fields"))
-            }
-            Err(e) => return Err(Refusal::new(400, format!("malformed HTTP request: {e}"))),
-        }
-        let header = |name: &str| {
-            parsed
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case(name))
-                .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
-        };
-        let connection = header("Connection").unwrap_or_default();
-        let has_token = |token: &str| connection.split(',').any(|t| t.trim() == token);
+        let head = Head::parse(head)?;
         // HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 only if asked.
-        let keep_alive = match parsed.version {
-            Some(1) => !has_token("close"),
-            _ => has_token("keep-alive"),
+        let keep_alive = match head.minor_version {
+            1 => !head.has_token("Connection", "close"),
+            _ => head.has_token("Connection", "keep-alive"),
         };
-        let has_body = header("Transfer-Encoding").is_some()
-            || header("Content-Length").is_some_and(|len| len != "0");
+        let has_body = head.header("Transfer-Encoding").is_some()
+            || head.header("Content-Length").is_some_and(|len| len != "0");
         Ok(Request {
-            method: parsed.method.unwrap_or("GET").to_string(),
-            target: parsed.path.unwrap_or("/").to_string(),
+            method: head.method,
+            target: head.target,
             keep_alive,
             has_body,
         })
