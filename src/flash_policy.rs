@@ -134,8 +134,7 @@ impl FlashPolicyServer {
     /// Stops accepting and joins every thread.
     pub(crate) fn shutdown(self) {
         self.stopping.store(true, Ordering::SeqCst);
-        let wake = crate::listener::connectable(self.addr);
-        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        crate::shutdown::wake_accept(self.addr);
         let _ = self.listener.join();
     }
 }

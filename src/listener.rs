@@ -2,9 +2,10 @@
 //! `http-listener`), each blocked in `accept` on a plain `std::net::TcpListener`.
 //!
 //! For each new TCP connection the loop checks the port's limit, records the
-//! socket in the [`Registry`] and spawns one thread for it, with a small stack:
+//! socket in the [`Registry`](crate::registry::Registry) and spawns one thread for
+//! it, with a small stack:
 //!
-//! - on the WebSocket port, `ws-<n>` runs [`crate::connection::serve`]. Up to
+//! - on the WebSocket port, `ws-<n>` runs [`crate::ws::connection::serve`]. Up to
 //!   [`REFUSAL_SLACK`] connections beyond `--max-clients` still get a thread, only
 //!   to be answered `503`; past that, new connections are closed at once, so an
 //!   overload never turns into unbounded threads.
@@ -20,40 +21,16 @@
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
-
-use crate::http::Site;
-use crate::hub::HubEvent;
-use crate::metrics::{HttpClose, Metrics, Rejection};
-use crate::outbox::Outbox;
-use crate::registry::{Kind, Registry};
-use crate::Config;
-
-/// What the listeners and every connection thread share. Built once by the server.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    /// `--max-clients`, or what the machine can hold when it is not given.
-    pub(crate) max_clients: usize,
-    /// tungstenite's settings for every client, derived from `config` once.
-    pub(crate) ws_config: tungstenite::protocol::WebSocketConfig,
-    /// Joins, leaves and shutdown, to the hub.
-    pub(crate) events_tx: Sender<HubEvent>,
-    /// The page's URL, for the 400 answer to plain HTTP requests on this port.
-    pub(crate) page_url: Option<String>,
-    /// The Flash policy document, if `--flash-policy-addr` is set: the WebSocket
-    /// port answers an in-band policy request with it too.
-    pub(crate) flash_policy: Option<Arc<[u8]>>,
-    /// What the HTTP port serves.
-    pub(crate) site: Site,
-    pub(crate) registry: Arc<Registry>,
-    /// Counters; its `stopping` flag is set when shutdown begins.
-    pub(crate) metrics: Arc<Metrics>,
-}
+use crate::metrics::{HttpClose, Rejection};
+use crate::registry::Kind;
+use crate::shared::Shared;
+use crate::shutdown::{wake_accept, StopFlag};
+use crate::ws::outbox::Outbox;
 
 /// Beyond `max_clients`, this many more connections still get a thread, only to be
 /// answered `503`. Past that, new connections are closed at once: an overload must
@@ -93,7 +70,8 @@ pub(crate) enum Port {
 /// A running accept loop, and how to stop it.
 pub(crate) struct Acceptor {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    /// Raised by [`Acceptor::stop`]; the loop checks it after every `accept`.
+    stop: Arc<StopFlag>,
     thread: JoinHandle<()>,
 }
 
@@ -110,7 +88,7 @@ impl Acceptor {
         shared: Arc<Shared>,
     ) -> io::Result<Acceptor> {
         let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(StopFlag::default());
         let thread_stop = stop.clone();
         let thread = thread::Builder::new()
             .name(name.to_string())
@@ -121,31 +99,20 @@ impl Acceptor {
     /// Stops accepting: sets the flag, wakes the thread from `accept` with a
     /// connection of our own, and joins it.
     pub(crate) fn stop(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&connectable(self.addr), Duration::from_secs(1));
+        self.stop.raise();
+        wake_accept(self.addr);
         if self.thread.join().is_err() {
             log::error!("the listener on {} panicked", self.addr);
         }
     }
 }
 
-/// The address to connect to for `addr`: an unspecified address (0.0.0.0, ::)
-/// becomes loopback, which reaches a listener on all interfaces.
-pub(crate) fn connectable(addr: SocketAddr) -> SocketAddr {
-    use std::net::{Ipv4Addr, Ipv6Addr};
-    match addr {
-        SocketAddr::V4(a) if a.ip().is_unspecified() => (Ipv4Addr::LOCALHOST, a.port()).into(),
-        SocketAddr::V6(a) if a.ip().is_unspecified() => (Ipv6Addr::LOCALHOST, a.port()).into(),
-        other => other,
-    }
-}
-
 /// The accept loop; runs on the listener's thread until `stop` is set.
-fn run(listener: &TcpListener, port: Port, shared: &Arc<Shared>, stop: &AtomicBool) {
+fn run(listener: &TcpListener, port: Port, shared: &Arc<Shared>, stop: &StopFlag) {
     let mut last_error_log: Option<Instant> = None;
     loop {
         let accepted = listener.accept();
-        if stop.load(Ordering::SeqCst) {
+        if stop.is_raised() {
             break;
         }
         let (socket, peer) = match accepted {
@@ -205,7 +172,7 @@ fn accept_websocket(socket: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
         Kind::WebSocket,
         Some(socket.clone()),
         shared.config.client_stack_size,
-        move |_| crate::connection::serve(socket, outbox, peer, &thread_shared),
+        move |_| crate::ws::connection::serve(socket, outbox, peer, &thread_shared),
     );
     if let Err(e) = spawned {
         shared.metrics.rejected.add(Rejection::NoThread);

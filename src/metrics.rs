@@ -7,9 +7,9 @@
 
 use std::fmt::Write as _;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::protocol::LeaveReason;
+use crate::wire::message::LeaveReason;
 
 /// Why a handshake on the WebSocket port was refused, by HTTP status.
 const HANDSHAKE_CAUSES: [(u16, &str); 8] = [
@@ -207,8 +207,6 @@ fn by_code(table: &[(u16, &str)], counters: &[AtomicU64], code_label: &str) -> V
 /// The server's counters. See the module docs.
 #[derive(Default)]
 pub(crate) struct Metrics {
-    /// Set when shutdown begins: `/healthz` answers 503 from then on.
-    pub(crate) stopping: AtomicBool,
     /// Clients welcomed by the hub and not yet gone (the hub stores its map's size).
     pub(crate) clients: AtomicU64,
     /// Client connections open: WebSocket (handshakes included) and SSE streams.
@@ -263,8 +261,9 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition format (version 0.0.4).
-    pub(crate) fn render(&self) -> String {
+    /// The Prometheus text exposition format (version 0.0.4); `up` is whether the
+    /// server is serving (not shutting down).
+    pub(crate) fn render(&self, up: bool) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::with_capacity(2048);
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
@@ -280,10 +279,7 @@ impl Metrics {
             "up",
             "gauge",
             "1 while serving, 0 while shutting down.",
-            &[(
-                String::new(),
-                u64::from(!self.stopping.load(Ordering::Relaxed)),
-            )],
+            &[(String::new(), u64::from(up))],
         );
         metric(
             "clients",
@@ -428,7 +424,7 @@ mod tests {
         m.left.add(LeaveReason::TooSlow);
         m.handshake_failed(404);
         m.tick_seq.store(42, Ordering::Relaxed);
-        let text = m.render();
+        let text = m.render(true);
         assert!(text.contains("tickcast_clients_left_total{reason=\"too_slow\"} 1\n"));
         assert!(text
             .contains("tickcast_handshake_failures_total{cause=\"not_found\",status=\"404\"} 1\n"));

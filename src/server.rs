@@ -10,7 +10,6 @@
 //! clients a moment to answer, hang up on the rest, join every thread.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -18,13 +17,15 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, unbounded, Sender};
 
 use crate::flash_policy::{self, FlashPolicyServer};
-use crate::http::Site;
 use crate::hub::{Broadcast, Hub, HubEvent, FRAME_QUEUE};
 use crate::limits::{self, Capacity, Machine};
-use crate::listener::{self, connectable, Acceptor, Port, Shared, REFUSAL_SLACK};
+use crate::listener::{self, Acceptor, Port, REFUSAL_SLACK};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::{protocol, ticker, Config, Error};
+use crate::shared::Shared;
+use crate::shutdown::{connectable, StopFlag};
+use crate::wire::message;
+use crate::{ticker, Config, Error};
 
 /// How long shutdown waits for clients to answer the close frame before hanging up.
 const CLOSE_GRACE: Duration = Duration::from_millis(1000);
@@ -75,7 +76,7 @@ impl Publisher {
     ///
     /// [`Error::Stopped`] once the server has shut down.
     pub fn publish_line(&self, line: &str) -> Result<(), Error> {
-        self.publish(Some("line"), protocol::line(line))
+        self.publish(Some("line"), message::line(line))
     }
 
     fn publish(&self, event: Option<&'static str>, text: String) -> Result<(), Error> {
@@ -131,11 +132,8 @@ impl Server {
         let shared = Arc::new(Shared {
             page_url: http_addr.map(|addr| url("http", addr, "/")),
             flash_policy: flash_policy.clone(),
-            site: Site {
-                public_dir: config.public_dir.clone(),
-                ws_port: ws_addr.port(),
-                metrics: metrics.clone(),
-            },
+            ws_port: ws_addr.port(),
+            stopping: StopFlag::default(),
             config,
             max_clients,
             ws_config,
@@ -262,7 +260,7 @@ impl Server {
     }
 
     fn stop(&mut self) {
-        if self.shared.metrics.stopping.swap(true, Ordering::SeqCst) {
+        if self.shared.stopping.raise() {
             return;
         }
         // 1. Stop accepting WebSocket clients. The HTTP port goes on answering, so

@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 
 use crate::hub::Broadcast;
 use crate::metrics::Metrics;
-use crate::protocol;
+use crate::wire::message;
 
 /// The ticker thread's body.
 pub(crate) fn run(
@@ -45,7 +45,7 @@ pub(crate) fn run(
         }
         seq += 1;
         metrics.tick_seq.store(seq, Ordering::Relaxed);
-        let tick = protocol::tick(seq, OffsetDateTime::now_utc());
+        let tick = message::tick(seq, OffsetDateTime::now_utc());
         if frames_tx.send(Broadcast::new(Some("tick"), tick)).is_err() {
             break;
         }

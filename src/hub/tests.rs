@@ -25,8 +25,9 @@ use crossbeam_channel::{bounded, unbounded, RecvTimeoutError};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 
+use super::sink::{channel, SseQueue};
 use super::*;
-use crate::sse::{self, SseQueue};
+use crate::wire::sse;
 
 /// How long the hub may take to answer anything before the test fails. Generous:
 /// a debug build on a loaded 2-core machine, bursts of thousands.
@@ -183,7 +184,7 @@ impl Harness {
         let before = self.clients.len();
         let waiting: Vec<_> = (0..n)
             .map(|k| {
-                let (sink, queue) = sse::channel(usize::MAX);
+                let (sink, queue) = channel(usize::MAX);
                 let (id_tx, id_rx) = bounded(1);
                 let greeting = greeting(k);
                 let join = HubEvent::Join {

@@ -19,7 +19,7 @@ use std::path::{Component, Path};
 use std::time::Duration;
 
 use tickcast::cli::{self, Command};
-use tickcast::{flash_policy, fuzzing, protocol};
+use tickcast::fuzzing;
 
 /// A property: returns if the input keeps it, panics otherwise.
 pub type Property = fn(&[u8]);
@@ -88,7 +88,7 @@ pub fn cli(data: &[u8]) {
                 );
             }
             for rule in &config.flash_policy_allow {
-                assert!(flash_policy::parse_allow(rule).is_ok(), "{rule:?} accepted");
+                assert!(fuzzing::parse_allow(rule).is_ok(), "{rule:?} accepted");
             }
             // The binary hands the config to Server::start, which validates it:
             // that must answer, never panic.
@@ -344,7 +344,7 @@ pub fn origin(data: &[u8]) {
 /// the values `parse_allow` accepts.
 pub fn flash_policy_allow(data: &[u8]) {
     let value = String::from_utf8_lossy(data).into_owned();
-    let parsed = flash_policy::parse_allow(&value);
+    let parsed = fuzzing::parse_allow(&value);
     let by_cli = fuzzing::parse_args(vec!["--flash-policy-allow".into(), value.clone().into()]);
     assert_eq!(
         by_cli.is_ok(),
@@ -380,8 +380,8 @@ pub fn flash_policy_allow(data: &[u8]) {
         });
     assert!(ports_ok, "ports {ports:?} accepted");
 
-    let document = flash_policy::policy_document(&[(domain.clone(), ports.clone())]);
-    let empty = flash_policy::policy_document(&[]);
+    let document = fuzzing::policy_document(&[(domain.clone(), ports.clone())]);
+    let empty = fuzzing::policy_document(&[]);
     assert_eq!(
         document.last(),
         Some(&0),
@@ -409,7 +409,7 @@ pub fn flash_policy_allow(data: &[u8]) {
 /// characters; `line` is exactly `{"type":"line","text":…}`.
 pub fn json_string(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let json = protocol::json_string(&text);
+    let json = fuzzing::json_string(&text);
     assert!(
         !json.chars().any(|c| c < ' '),
         "raw control character in {json:?}"
@@ -417,7 +417,7 @@ pub fn json_string(data: &[u8]) {
     let back: String = serde_json::from_str(&json)
         .unwrap_or_else(|e| panic!("json_string({text:?}) = {json} is not JSON: {e}"));
     assert_eq!(back, text, "json_string does not round-trip");
-    let line: serde_json::Value = serde_json::from_str(&protocol::line(&text))
+    let line: serde_json::Value = serde_json::from_str(&fuzzing::line(&text))
         .unwrap_or_else(|e| panic!("line({text:?}) is not JSON: {e}"));
     assert_eq!(line, serde_json::json!({"type": "line", "text": text}));
 }
@@ -498,7 +498,7 @@ pub fn sse_event(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let want = text.replace("\r\n", "\n").replace('\r', "\n");
     for event in [None, Some("line")] {
-        let wire = protocol::sse_event(42, event, &text);
+        let wire = fuzzing::sse_event(42, event, &text);
         let events = parse_event_stream(&wire);
         let expected = vec![SseEvent {
             id: "42".into(),

@@ -1,7 +1,8 @@
 //! The hub: one thread (`hub`) that owns the set of connected clients and fans every
 //! broadcast out to them.
 //!
-//! Two crossbeam channels lead to the hub, and it sleeps in `select!` on both:
+//! Two crossbeam channels lead to the hub, and it sleeps in `select!` on both
+//! ([`Hub::run`], below):
 //!
 //! - `events_tx` / `events_rx` carries [`HubEvent`]s: client threads send `Join`
 //!   and `Leave`, [`crate::Server::shutdown`] sends `Shutdown`. It is unbounded on
@@ -15,56 +16,55 @@
 //!   the hub's pace instead of filling memory.
 //!
 //! Because one thread owns the client map, there is no lock around it and no
-//! question of who saw which client when.
+//! question of who saw which client when. A client joins in one step: the hub
+//! writes its `101` (or SSE response head) and its welcome together as it adds it,
+//! so from the first byte the client sees, it receives every broadcast.
 //!
-//! A client is reached through its [`Sink`]: a WebSocket client's [`Outbox`], or an
-//! SSE client's [`SseSink`]. The hub writes the same bytes to every client of a
-//! kind — the WebSocket frame encoded by the publisher, the SSE event encoded here
-//! once per broadcast — and neither sink ever blocks. A client whose backlog
-//! overflows is cut off there and then, and announced as `too_slow`.
-//!
-//! Two things keep a broadcast cheap when there is a lot to send. Broadcasts that
-//! queued up while the previous one went out (ticks faster than a fan-out, a
-//! publisher in a loop) are joined into one buffer and written with one `send` per
-//! client, whole frames in order, so a hub that falls behind catches up instead of
-//! lagging further. And a broadcast to more than `PARALLEL_FAN_OUT_MIN` (1,024) clients
-//! is shared between the hub thread and short-lived scoped helper threads, one per
-//! extra core (`hub-fan-out`), each taking the next 64 clients until none are left,
-//! because on loopback each `send` also does the receiving side's TCP work and one
-//! thread tops out at one core. Joins and leaves already queued are all handled
-//! before the next broadcast, so a newcomer never waits behind a stream of them.
+//! Joins and leaves already queued are all handled before the next broadcast, so a
+//! newcomer never waits behind a stream of them. Broadcasts that queued up while
+//! the previous one went out (ticks faster than a fan-out, a publisher in a loop)
+//! are joined into one buffer and written with one `send` per client, whole frames
+//! in order, so a hub that falls behind catches up instead of lagging further.
 //!
 //! Presence notices are gathered for [`Config::presence_window`](crate::Config)
 //! after the first join or leave, then sent as one `join` notice and one `leave`
 //! notice per reason. So when 15,000 clients vanish at once the hub sends a few
 //! notices per window, not 15,000 × 15,000 frames.
 //!
-//! Every `--heartbeat` interval the hub pings every WebSocket client (one encoded
-//! ping frame for all) and cuts off, with reason `timeout`, each one that has sent
-//! nothing since the previous ping; browsers answer pings by themselves. The pings
-//! go out a sixteenth of the clients at a time, spread over the interval, so their
-//! answers never arrive all together. SSE clients cannot answer, so they get a
-//! `: heartbeat` comment that keeps proxies from closing the stream.
+//! The hub sleeps until an event, a frame, or the next deadline (presence notices
+//! due, heartbeat due): no polling. The thread ends on `Shutdown` (or when every
+//! sender is gone): it writes the broadcasts already queued, then sends close 1001
+//! "going away" to every WebSocket client and ends every SSE stream.
 //!
-//! The hub sleeps in `select!` until an event, a frame, or the next deadline
-//! (presence notices due, heartbeat due): no polling.
+//! The rest of the hub, each in a file of its own:
 //!
-//! The thread ends on `Shutdown` (or when every sender is gone), after sending close
-//! 1001 "going away" to every WebSocket client and ending every SSE stream.
+//! - [`sink`]: how the hub reaches one client (a WebSocket outbox, an SSE queue);
+//! - `heartbeat`: pings, and cutting off the clients that stopped answering;
+//! - `fan_out`: sharing a large broadcast between cores (performance: skip on
+//!   first reading).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
 use tungstenite::protocol::frame::coding::CloseCode;
 
+use crate::delivery::Delivery;
 use crate::metrics::{JoinFailure, Metrics};
-use crate::outbox::{clock_ms, Delivery, Outbox};
-use crate::protocol::{self, ClientId, LeaveReason};
-use crate::sse::SseSink;
+use crate::wire::message::{self, ClientId, LeaveReason};
+use crate::wire::{frame, sse};
+use fan_out::{fan_out, FanOut};
+use heartbeat::{clock_ms, Heartbeat};
+use sink::{deliver_all, Encoded, Sink};
+
+mod fan_out;
+pub(crate) mod heartbeat;
+pub(crate) mod sink;
+#[cfg(test)]
+mod tests;
 
 /// A message to the hub thread.
 pub(crate) enum HubEvent {
@@ -107,7 +107,7 @@ impl Broadcast {
     /// Encodes `text` once as a WebSocket text frame.
     pub(crate) fn new(event: Option<&'static str>, text: String) -> Broadcast {
         Broadcast {
-            frame: protocol::text_frame(text.clone()),
+            frame: frame::text_frame(text.clone()),
             text,
             event,
         }
@@ -126,180 +126,6 @@ const BROADCAST_BATCH_BYTES: usize = 64 << 10;
 
 /// Most joins and leaves handled in a row before the hub looks at broadcasts again.
 const EVENT_BATCH: usize = 1024;
-
-/// How the hub reaches one client.
-pub(crate) enum Sink {
-    /// A WebSocket client: frames go into its outbox.
-    WebSocket(Arc<Outbox>),
-    /// A Server-Sent Events client: encoded events go to its thread.
-    Sse(SseSink),
-}
-
-/// One message in both encodings; the SSE one only exists if an SSE client does.
-struct Encoded<'a> {
-    frame: &'a [u8],
-    sse: Option<Arc<[u8]>>,
-    /// How many messages the bytes hold: more than one when queued broadcasts are
-    /// joined into one write. `frames_sent` counts messages, not writes.
-    messages: u64,
-}
-
-impl Sink {
-    fn send(&self, message: &Encoded<'_>) -> Delivery {
-        match (self, &message.sse) {
-            (Sink::WebSocket(outbox), _) => outbox.write(message.frame),
-            (Sink::Sse(sink), Some(event)) => sink.send(event),
-            (Sink::Sse(_), None) => Delivery::Accepted,
-        }
-    }
-
-    fn closed_reason(&self) -> Option<LeaveReason> {
-        match self {
-            Sink::WebSocket(outbox) => outbox.closed_reason(),
-            Sink::Sse(sink) => sink.closed_reason(),
-        }
-    }
-}
-
-/// Below this many clients a broadcast is written by the hub thread alone: a
-/// thread start costs more than the sends it would share.
-const PARALLEL_FAN_OUT_MIN: usize = 1024;
-
-/// Stack of a fan-out helper thread: it only loops over sends.
-const FAN_OUT_STACK: usize = 64 << 10;
-
-/// What writing one message to a set of clients came to.
-#[derive(Default)]
-struct FanOut {
-    frames: u64,
-    bytes: u64,
-    /// Clients to remove, and why.
-    gone: Vec<(ClientId, LeaveReason)>,
-}
-
-impl FanOut {
-    fn merge(&mut self, other: FanOut) {
-        self.frames += other.frames;
-        self.bytes += other.bytes;
-        self.gone.extend(other.gone);
-    }
-}
-
-/// Clients a fan-out thread takes at a time: a few hundred microseconds of sends.
-/// Small enough that a thread which loses its core leaves little for the others to
-/// wait on; large enough that taking a slice costs nothing next to its sends.
-const FAN_OUT_SLICE: usize = 64;
-
-/// One broadcast's clients, handed out a slice at a time to whichever fan-out
-/// thread asks next.
-struct Slices<'a, 's> {
-    targets: &'a [(ClientId, &'s Sink)],
-    /// Where the next slice starts.
-    next: AtomicUsize,
-}
-
-impl Slices<'_, '_> {
-    /// The slice that starts at `start`, if there is one.
-    fn get(&self, start: usize) -> Option<&[(ClientId, &Sink)]> {
-        let end = start.saturating_add(FAN_OUT_SLICE).min(self.targets.len());
-        self.targets.get(start..end)
-    }
-
-    /// Takes slices and writes `message` to them until none are left, noting in
-    /// `current` where the slice being written starts.
-    fn deliver(&self, message: &Encoded<'_>, current: &AtomicUsize) -> FanOut {
-        let mut outcome = FanOut::default();
-        loop {
-            let start = self.next.fetch_add(FAN_OUT_SLICE, Ordering::Relaxed);
-            let Some(part) = self.get(start).filter(|part| !part.is_empty()) else {
-                break;
-            };
-            current.store(start, Ordering::Relaxed);
-            outcome.merge(deliver_all(part, message));
-        }
-        current.store(usize::MAX, Ordering::Relaxed);
-        outcome
-    }
-}
-
-/// Writes `message` to each of `targets` and says what came of it.
-///
-/// With many clients and more than one core, `threads` threads write at the same
-/// time — the calling (hub) thread and short-lived scoped helpers — each taking
-/// the next [`FAN_OUT_SLICE`] clients until none are left: each `send` on loopback
-/// also runs the receiver's side of TCP in the sender's thread, so one thread
-/// alone caps a broadcast at one core's worth of sends. Slices rather than fixed
-/// halves, so that a thread which loses its core for a while (to another process)
-/// does not leave the others waiting for its half. Each outbox has its own lock,
-/// so two writers never touch one socket.
-fn fan_out(targets: &[(ClientId, &Sink)], message: &Encoded<'_>, threads: usize) -> FanOut {
-    let helpers = if targets.len() >= PARALLEL_FAN_OUT_MIN {
-        threads - 1
-    } else {
-        0
-    };
-    let slices = Slices {
-        targets,
-        next: AtomicUsize::new(0),
-    };
-    // The slice each helper is writing, so that the hub can finish it if the
-    // helper panics. `usize::MAX`: none.
-    let current: Vec<AtomicUsize> = (0..helpers).map(|_| AtomicUsize::new(usize::MAX)).collect();
-    std::thread::scope(|scope| {
-        let running: Vec<_> = current
-            .iter()
-            .filter_map(|slot| {
-                std::thread::Builder::new()
-                    .name("hub-fan-out".into())
-                    .stack_size(FAN_OUT_STACK)
-                    .spawn_scoped(scope, || slices.deliver(message, slot))
-                    // Nothing is lost without a helper: the hub takes its slices.
-                    .inspect_err(|e| log::debug!("no fan-out helper this time: {e}"))
-                    .ok()
-                    .map(|handle| (slot, handle))
-            })
-            .collect();
-        let mut outcome = slices.deliver(message, &AtomicUsize::new(usize::MAX));
-        for (slot, handle) in running {
-            match handle.join() {
-                Ok(theirs) => outcome.merge(theirs),
-                // A helper that panicked wrote what it wrote; write the slice it
-                // was on here so nobody misses the message.
-                Err(_) => {
-                    if let Some(part) = slices.get(slot.load(Ordering::Relaxed)) {
-                        outcome.merge(deliver_all(part, message));
-                    }
-                }
-            }
-        }
-        outcome
-    })
-}
-
-/// Writes `message` to each of `targets`, never blocking; runs on the hub thread
-/// or a fan-out helper.
-fn deliver_all(targets: &[(ClientId, &Sink)], message: &Encoded<'_>) -> FanOut {
-    let mut outcome = FanOut::default();
-    for &(id, sink) in targets {
-        match sink.send(message) {
-            Delivery::Accepted => {
-                outcome.frames += message.messages;
-                outcome.bytes += match (sink, &message.sse) {
-                    (Sink::Sse(_), Some(event)) => event.len(),
-                    _ => message.frame.len(),
-                } as u64;
-            }
-            Delivery::CutOff => outcome.gone.push((id, LeaveReason::TooSlow)),
-            // Closed by its own thread (a close frame went out) or failed: the sink
-            // knows why.
-            Delivery::Failed | Delivery::Closed => {
-                let reason = sink.closed_reason().unwrap_or(LeaveReason::Dropped);
-                outcome.gone.push((id, reason));
-            }
-        }
-    }
-    outcome
-}
 
 /// One connected client, as the hub sees it.
 struct Client {
@@ -327,31 +153,6 @@ pub(crate) struct Hub {
     fan_out_threads: usize,
 }
 
-/// The heartbeat pings one of this many groups of clients at a time (a client's
-/// group is its id modulo this), one group every `--heartbeat / HEARTBEAT_GROUPS`.
-/// Pinging everyone at once would bring every answer back at once: 10,000 pongs
-/// waking 10,000 threads in the same few milliseconds, and whatever broadcast
-/// falls in that moment reaching its clients late.
-const HEARTBEAT_GROUPS: u64 = 16;
-
-/// Which group to ping next and when, and when each group was last pinged.
-struct Heartbeat {
-    /// Time between two pings to the same client.
-    every: Duration,
-    next: Instant,
-    group: u64,
-    /// Per group, [`clock_ms`] time of its previous ping: clients of the group
-    /// silent since then are dead.
-    last_ping_ms: [Option<u64>; HEARTBEAT_GROUPS as usize],
-}
-
-impl Heartbeat {
-    /// Time between two groups' pings.
-    fn step(&self) -> Duration {
-        self.every / HEARTBEAT_GROUPS as u32
-    }
-}
-
 /// Joins and leaves seen since the last notice.
 #[derive(Default)]
 struct PendingPresence {
@@ -374,16 +175,7 @@ impl Hub {
             next_event_id: 1,
             presence: PendingPresence::default(),
             presence_window,
-            heartbeat: heartbeat.map(|every| {
-                let mut heartbeat = Heartbeat {
-                    every,
-                    next: Instant::now(),
-                    group: 0,
-                    last_ping_ms: [None; HEARTBEAT_GROUPS as usize],
-                };
-                heartbeat.next += heartbeat.step();
-                heartbeat
-            }),
+            heartbeat: heartbeat.map(Heartbeat::new),
             metrics,
             fan_out_threads: std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
@@ -487,11 +279,11 @@ impl Hub {
         // The greeting and the welcome are the client's first bytes, written together:
         // nothing else can reach its sink until it is in `clients`, and only this
         // thread puts it there.
-        let text = protocol::welcome(id, self.clients.len() + 1, time::OffsetDateTime::now_utc());
+        let text = message::welcome(id, self.clients.len() + 1, time::OffsetDateTime::now_utc());
         let greeting_len = greeting.len();
         let delivery = match &sink {
             Sink::WebSocket(outbox) => {
-                greeting.extend_from_slice(&protocol::text_frame(text));
+                greeting.extend_from_slice(&frame::text_frame(text));
                 outbox.write(&greeting)
             }
             Sink::Sse(sse) => {
@@ -517,7 +309,7 @@ impl Hub {
             // The heartbeat judges a client on the pings it was sent: count the join
             // as hearing from it, or pings to its group while it was still in its
             // handshake would count against it.
-            Sink::WebSocket(outbox) => outbox.heard_from_client(),
+            Sink::WebSocket(outbox) => outbox.heard_from_client(clock_ms()),
         }
         self.clients.insert(id, Client { sink, peer });
         self.metrics.joined.fetch_add(1, Ordering::Relaxed);
@@ -557,7 +349,7 @@ impl Hub {
     fn sse_event(&mut self, event: Option<&str>, text: &str) -> Arc<[u8]> {
         let id = self.next_event_id;
         self.next_event_id += 1;
-        crate::sse::chunk(&protocol::sse_event(id, event, text))
+        sse::chunk(&sse::sse_event(id, event, text))
     }
 
     /// Pings the next group of clients (SSE clients get a comment instead), after
@@ -566,35 +358,24 @@ impl Hub {
         let Some(heartbeat) = self.heartbeat.as_mut() else {
             return;
         };
-        heartbeat.next = Instant::now() + heartbeat.step();
-        let group = heartbeat.group;
-        heartbeat.group = (group + 1) % HEARTBEAT_GROUPS;
-        let previous_ping = heartbeat.last_ping_ms[group as usize].replace(clock_ms());
-        let in_group = |id: &ClientId| id % HEARTBEAT_GROUPS == group;
-        if let Some(previous_ping) = previous_ping {
-            let silent: Vec<ClientId> = self
-                .clients
-                .iter()
-                .filter(|(id, _)| in_group(id))
-                .filter_map(|(&id, c)| match &c.sink {
-                    Sink::WebSocket(outbox) if outbox.last_heard_ms() < previous_ping => {
-                        log::debug!("client {id} ({}) did not answer a ping", c.peer);
-                        outbox.abort(LeaveReason::Timeout);
-                        Some(id)
-                    }
-                    _ => None,
-                })
-                .collect();
-            for id in silent {
-                self.remove(id, LeaveReason::Timeout);
-            }
+        let round = heartbeat.next_round();
+        let silent: Vec<ClientId> = self
+            .clients
+            .iter()
+            .filter(|(&id, _)| round.includes(id))
+            .filter_map(|(&id, c)| match &c.sink {
+                Sink::WebSocket(outbox) if round.is_silent(outbox.last_heard_ms()) => {
+                    log::debug!("client {id} ({}) did not answer a ping", c.peer);
+                    outbox.abort(LeaveReason::Timeout);
+                    Some(id)
+                }
+                _ => None,
+            })
+            .collect();
+        for id in silent {
+            self.remove(id, LeaveReason::Timeout);
         }
-        let ping = Encoded {
-            frame: &protocol::ping_frame(),
-            sse: Some(crate::sse::chunk(": heartbeat\n\n")),
-            messages: 1,
-        };
-        self.send_to(&ping, |id| in_group(&id));
+        self.send_to(&round.ping(), |id| round.includes(id));
     }
 
     fn schedule_presence(&mut self) {
@@ -646,7 +427,9 @@ impl Hub {
             .filter(|(&id, _)| wanted(id))
             .map(|(&id, c)| (id, &c.sink))
             .collect();
-        let outcome = fan_out(&targets, message, self.fan_out_threads);
+        let outcome = fan_out(&targets, self.fan_out_threads, |part| {
+            deliver_all(part, message)
+        });
         self.settle(outcome);
     }
 
@@ -677,10 +460,10 @@ impl Hub {
             // Everyone who can learn something from the notice hears it: all but the
             // newest client, which learned the count from its welcome. A client that
             // joined earlier in the same window finds its own id in the list too.
-            let text = protocol::join(&presence.joined, self.clients.len());
+            let text = message::join(&presence.joined, self.clients.len());
             let sse = (self.sse_clients > 0).then(|| self.sse_event(Some("join"), &text));
             let message = Encoded {
-                frame: &protocol::text_frame(text),
+                frame: &frame::text_frame(text),
                 sse,
                 messages: 1,
             };
@@ -694,7 +477,7 @@ impl Hub {
                 .map(|(id, _)| *id)
                 .collect();
             if !ids.is_empty() {
-                let text = protocol::leave(&ids, self.clients.len(), reason);
+                let text = message::leave(&ids, self.clients.len(), reason);
                 self.broadcast(&[Broadcast::new(Some("leave"), text)]);
             }
         }
@@ -704,7 +487,7 @@ impl Hub {
     /// stream. Each client's thread sees the peer's answer (or end of stream) and
     /// ends.
     fn close_all(&mut self) {
-        let frame = protocol::close_frame(CloseCode::Away, "server shutting down");
+        let frame = frame::close_frame(CloseCode::Away, "server shutting down");
         for client in self.clients.values() {
             match &client.sink {
                 Sink::WebSocket(outbox) => {
@@ -718,6 +501,3 @@ impl Hub {
         self.clients.clear();
     }
 }
-
-#[cfg(test)]
-mod tests;

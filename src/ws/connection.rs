@@ -31,12 +31,17 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role, WebSocket};
 use tungstenite::Message;
 
-use crate::handshake::{self, linger, Incoming, Refusal, Verdict, LINGER};
-use crate::hub::{HubEvent, Sink};
-use crate::listener::Shared;
+use super::handshake::{self, Decision};
+use super::outbox::{ClientStream, Outbox};
+use crate::hub::heartbeat::clock_ms;
+use crate::hub::sink::Sink;
+use crate::hub::HubEvent;
 use crate::metrics::JoinFailure;
-use crate::outbox::{ClientStream, Outbox};
-use crate::protocol::{self, ClientId, LeaveReason};
+use crate::shared::Shared;
+use crate::shutdown::{linger, LINGER};
+use crate::wire::frame;
+use crate::wire::http::{read_request, Refusal};
+use crate::wire::message::{ClientId, LeaveReason};
 
 /// Runs one client connection to the end. Called on the client's own thread.
 pub(crate) fn serve(
@@ -134,16 +139,16 @@ impl Drop for LeaveOnDrop<'_> {
 }
 
 /// A handshake the server accepts: the `101` answer for the hub to write, and the
-/// bytes that followed the request head (the client may send its first frame
-/// without waiting for our answer; they belong to the WebSocket).
+/// bytes that followed the request head (they belong to the WebSocket).
 struct Accepted {
     answer: Vec<u8>,
     leftover: Vec<u8>,
 }
 
-/// Reads the handshake request and checks it. Returns the accepted handshake if the
-/// client may join, or `None` once the connection is over (refused, answered with
-/// the Flash policy, or the client hung up). Every way out is logged and counted.
+/// Reads the handshake request and acts on the [`Decision`]. Returns the accepted
+/// handshake if the client may join, or `None` once the connection is over
+/// (refused, answered with the Flash policy, or the client hung up). Every way out
+/// is logged and counted.
 fn handshake(socket: &TcpStream, outbox: &Outbox, shared: &Shared) -> Option<Accepted> {
     let config = &shared.config;
     let deadline = Instant::now() + config.handshake_timeout;
@@ -152,52 +157,39 @@ fn handshake(socket: &TcpStream, outbox: &Outbox, shared: &Shared) -> Option<Acc
     if let Err(e) = socket.set_read_timeout(Some(config.handshake_timeout)) {
         return abandoned(socket, shared, &e.to_string());
     }
-    let request = match handshake::read_request(socket, config.max_handshake_size, deadline) {
-        Ok(Some(Incoming::Http(request))) => request,
-        Ok(Some(Incoming::FlashPolicyRequest)) => {
-            if let Some(document) = &shared.flash_policy {
-                shared
-                    .metrics
-                    .flash_policy_answers
-                    .fetch_add(1, Ordering::Relaxed);
-                log::debug!("{}: answered a Flash policy request", peer(socket));
-                outbox.write(document);
-                let _ = socket.shutdown(Shutdown::Write);
-                linger(socket);
-                return None;
-            }
-            let refusal = Refusal::new(400, "a Flash policy request, but no policy is served");
-            return refuse(socket, outbox, &refusal, shared);
-        }
-        Ok(None) => return abandoned(socket, shared, "hung up"),
-        Err(refusal) => return refuse(socket, outbox, &refusal, shared),
-    };
-    if shared.registry.clients() > shared.max_clients {
-        let refusal = Refusal::new(
-            503,
-            format!(
-                "tickcast is full ({} clients, see --max-clients); try again later",
-                shared.max_clients
-            ),
-        );
-        return refuse(socket, outbox, &refusal, shared);
-    }
+    let read = read_request(socket, config.max_handshake_size, deadline);
     let context = handshake::Context {
         page_url: shared.page_url.as_deref(),
         allowed_origins: &config.allowed_origins,
+        serves_flash_policy: shared.flash_policy.is_some(),
+        // This connection counts too: full means more than the limit.
+        full: (shared.registry.clients() > shared.max_clients).then_some(shared.max_clients),
     };
-    let accept_key = match handshake::check(&request.head, &context) {
-        Verdict::Accept { accept_key } => accept_key,
-        Verdict::Refuse(refusal) => return refuse(socket, outbox, &refusal, shared),
-    };
-    // From here on the thread may sleep in `read` for as long as the client is quiet.
-    if let Err(e) = socket.set_read_timeout(None) {
-        return abandoned(socket, shared, &e.to_string());
+    match handshake::decide(read, &context) {
+        Decision::Upgrade { answer, leftover } => {
+            // From here on the thread may sleep in `read` for as long as the
+            // client is quiet.
+            if let Err(e) = socket.set_read_timeout(None) {
+                return abandoned(socket, shared, &e.to_string());
+            }
+            Some(Accepted { answer, leftover })
+        }
+        Decision::FlashPolicy => {
+            shared
+                .metrics
+                .flash_policy_answers
+                .fetch_add(1, Ordering::Relaxed);
+            log::debug!("{}: answered a Flash policy request", peer(socket));
+            if let Some(document) = &shared.flash_policy {
+                outbox.write(document);
+            }
+            let _ = socket.shutdown(Shutdown::Write);
+            linger(socket);
+            None
+        }
+        Decision::Refuse(refusal) => refuse(socket, outbox, &refusal, shared),
+        Decision::HungUp => abandoned(socket, shared, "hung up"),
     }
-    Some(Accepted {
-        answer: handshake::switching_protocols(&accept_key),
-        leftover: request.leftover,
-    })
 }
 
 /// The connection ended before its handshake request did: counted and logged.
@@ -255,7 +247,7 @@ fn read_until_done(
         let message = ws.read();
         if message.is_ok() {
             // Any frame at all proves the client is alive, for the heartbeat.
-            outbox.heard_from_client();
+            outbox.heard_from_client(clock_ms());
         }
         let result = match message {
             // The tutorial's message listener, made useful: echo to the sender only.
@@ -268,8 +260,8 @@ fn read_until_done(
             }
             // The client closes: answer with its status code (tungstenite has already
             // turned a code that is not allowed into 1002), then wait for it to hang up.
-            Ok(Message::Close(frame)) => {
-                return (LeaveReason::Closed, Some(protocol::close_reply(frame)));
+            Ok(Message::Close(close)) => {
+                return (LeaveReason::Closed, Some(frame::close_reply(close)));
             }
             // tungstenite queued the pong; the next `read` sends it.
             Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => Ok(()),
@@ -305,7 +297,7 @@ fn read_until_done(
         }
         return (
             reason,
-            close.map(|(code, text)| protocol::close_frame(code, text)),
+            close.map(|(code, text)| frame::close_frame(code, text)),
         );
     }
 }
@@ -329,11 +321,8 @@ mod tests {
         let shared = Shared {
             config: Config::default(),
             max_clients: 10,
-            site: crate::http::Site {
-                public_dir: None,
-                ws_port: 1,
-                metrics: metrics.clone(),
-            },
+            ws_port: 1,
+            stopping: crate::shutdown::StopFlag::default(),
             ws_config: tungstenite::protocol::WebSocketConfig::default(),
             events_tx,
             page_url: None,

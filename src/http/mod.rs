@@ -18,14 +18,10 @@
 //!   out.
 //!
 //! The request head is read by the same code, with the same size limit, as a
-//! WebSocket handshake ([`crate::handshake::read_request`]) and parsed with
+//! WebSocket handshake ([`read_request`]) and parsed with
 //! `httparse`. A request with a body is answered and then the connection is
 //! closed, since nothing here reads bodies. `GET /events` turns the thread into
-//! an SSE client's (see [`crate::sse`]) for as long as the stream lasts.
-//!
-//! The page files are compiled into the binary (`include_bytes!`), so the single
-//! binary works from any directory. With `--public DIR` they are read from disk on
-//! every request instead, for editing the page without rebuilding.
+//! an SSE client's (see [`sse`]) for as long as the stream lasts.
 //!
 //! # Why not tiny_http
 //!
@@ -35,42 +31,25 @@
 //! connection threads cannot be reached from outside, so the bounds had to be
 //! ours, and what remained of it (writing a response) is a dozen lines here.
 //!
-//! # Security
-//!
-//! Serving from disk maps URL paths onto files under `DIR`, so only plain path
-//! segments are allowed: a request containing `..`, `.`, a backslash, a colon or
-//! an empty segment is refused with 400 before the file system is touched, and the
-//! answer is 404 for anything that is not a regular file. Everything below `DIR` is
-//! public, dot-files included: point it at a folder that holds only the page.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::handshake::{self, linger, Head, Incoming, Refusal};
-use crate::listener::Shared;
-use crate::metrics::{HttpClose, Label, Metrics};
+use crate::metrics::{HttpClose, Label};
 use crate::registry::ConnId;
+use crate::shared::Shared;
+use crate::shutdown::linger;
+use crate::wire::http::{self as wire_http, read_request, Head, Incoming, Refusal};
+use page::{route, Answer, Site};
 
-/// The page, compiled in: (URL path, contents).
-const EMBEDDED: &[(&str, &[u8])] = &[
-    ("/index.html", include_bytes!("../public/index.html")),
-    ("/app.js", include_bytes!("../public/app.js")),
-    ("/style.css", include_bytes!("../public/style.css")),
-];
+mod page;
+pub(crate) mod sse;
 
-/// What the HTTP port serves.
-pub(crate) struct Site {
-    /// Serve files from here instead of [`EMBEDDED`].
-    pub(crate) public_dir: Option<PathBuf>,
-    /// The port WebSocket clients connect to; the page reads it from `/config.json`.
-    pub(crate) ws_port: u16,
-    /// For `/metrics`, and `/healthz` (which fails once `stopping` is set).
-    pub(crate) metrics: Arc<Metrics>,
-}
+/// Maps a URL path onto a relative file path for `--public`, or refuses it (for
+/// the fuzz targets).
+pub(crate) use page::safe_relative_path;
 
 /// Runs one HTTP connection to the end, on its own thread: see the module docs.
 pub(crate) fn serve(socket: &TcpStream, peer: SocketAddr, shared: &Shared, conn: ConnId) {
@@ -120,21 +99,18 @@ fn serve_requests(
         {
             return HttpClose::Failed;
         }
-        let head =
-            match handshake::read_request(start.chain(socket), config.max_handshake_size, deadline)
-            {
-                Ok(Some(Incoming::Http(head))) => head,
-                Ok(Some(Incoming::FlashPolicyRequest)) => {
-                    let refusal =
-                        Refusal::new(400, "a Flash policy request; this is the HTTP port");
-                    return refuse(socket, shared, &refusal, HttpClose::BadRequest);
-                }
-                Ok(None) => return HttpClose::Failed,
-                Err(refusal) if refusal.status == 408 => {
-                    return refuse(socket, shared, &refusal, HttpClose::RequestTimeout)
-                }
-                Err(refusal) => return refuse(socket, shared, &refusal, HttpClose::BadRequest),
-            };
+        let head = match read_request(start.chain(socket), config.max_handshake_size, deadline) {
+            Ok(Some(Incoming::Http(head))) => head,
+            Ok(Some(Incoming::FlashPolicyRequest)) => {
+                let refusal = Refusal::new(400, "a Flash policy request; this is the HTTP port");
+                return refuse(socket, shared, &refusal, HttpClose::BadRequest);
+            }
+            Ok(None) => return HttpClose::Failed,
+            Err(refusal) if refusal.status == 408 => {
+                return refuse(socket, shared, &refusal, HttpClose::RequestTimeout)
+            }
+            Err(refusal) => return refuse(socket, shared, &refusal, HttpClose::BadRequest),
+        };
         first_request = false;
         pending = head.leftover;
         let request = match Request::parse(&head.head) {
@@ -144,12 +120,16 @@ fn serve_requests(
         if request.method == "GET" && request.path() == "/events" {
             return event_stream(socket, peer, shared, conn, &request);
         }
-        let answer = route(&shared.site, &request.method, &request.target);
+        let site = Site {
+            public_dir: shared.config.public_dir.as_deref(),
+            ws_port: shared.ws_port,
+            metrics: &shared.metrics,
+            stopping: shared.stopping.is_raised(),
+        };
+        let answer = route(&site, &request.method, &request.target);
         // Nothing reads a request body here, so the connection cannot stay in step
         // with the client after one: answer, then close.
-        let keep_alive = request.keep_alive
-            && !request.has_body
-            && !shared.metrics.stopping.load(Ordering::Relaxed);
+        let keep_alive = request.keep_alive && !request.has_body && !shared.stopping.is_raised();
         log::debug!(
             "{peer}: HTTP {} {} -> {}",
             request.method,
@@ -215,7 +195,7 @@ fn event_stream(
     conn: ConnId,
     request: &Request,
 ) -> HttpClose {
-    let stopping = shared.metrics.stopping.load(Ordering::Relaxed);
+    let stopping = shared.stopping.is_raised();
     if stopping || !shared.registry.become_client(conn, shared.max_clients) {
         let refusal = Refusal::new(
             503,
@@ -230,7 +210,7 @@ fn event_stream(
     shared.metrics.http_closed.add(HttpClose::EventStream);
     shared.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
     log::debug!("{peer}: HTTP GET {} -> event stream", request.target);
-    crate::sse::serve(socket, peer, shared);
+    sse::serve(socket, peer, shared);
     // Counted as a client from the moment it became one; nothing more to count here.
     HttpClose::EventStream
 }
@@ -284,7 +264,7 @@ fn write_answer(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
          Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\nConnection: {}\r\n",
         answer.status,
-        handshake::reason_phrase(answer.status),
+        wire_http::reason_phrase(answer.status),
         answer.content_type,
         answer.body.len(),
         if keep_alive { "keep-alive" } else { "close" },
@@ -298,151 +278,4 @@ fn write_answer(
         response.extend_from_slice(&answer.body);
     }
     socket.write_all(&response)
-}
-
-/// An answer before it is written; separate so it can be tested.
-#[derive(Debug)]
-pub(crate) struct Answer {
-    pub(crate) status: u16,
-    pub(crate) content_type: &'static str,
-    pub(crate) body: Vec<u8>,
-}
-
-impl Answer {
-    fn text(status: u16, body: impl Into<String>) -> Answer {
-        let mut body = body.into();
-        body.push('\n');
-        Answer {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body: body.into_bytes(),
-        }
-    }
-}
-
-/// Decides the answer for a method and raw URL.
-pub(crate) fn route(site: &Site, method: &str, url: &str) -> Answer {
-    if !matches!(method, "GET" | "HEAD") {
-        return Answer::text(405, "only GET and HEAD are served here");
-    }
-    let path = url.split(['?', '#']).next().unwrap_or("/");
-    match path {
-        "/config.json" => Answer {
-            status: 200,
-            content_type: "application/json",
-            body: format!(r#"{{"ws_port":{},"ws_path":"/echo"}}"#, site.ws_port).into_bytes(),
-        },
-        "/healthz" if site.metrics.stopping.load(Ordering::Relaxed) => {
-            Answer::text(503, "shutting down")
-        }
-        "/healthz" => Answer::text(200, "ok"),
-        "/metrics" => Answer {
-            status: 200,
-            content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: site.metrics.render().into_bytes(),
-        },
-        _ => static_file(site, path),
-    }
-}
-
-fn static_file(site: &Site, path: &str) -> Answer {
-    let path = if path == "/" { "/index.html" } else { path };
-    let Some(relative) = safe_relative_path(path) else {
-        return Answer::text(400, "bad path: only plain file names are allowed");
-    };
-    let not_found = || Answer::text(404, format!("not found: {path}"));
-    let body = match &site.public_dir {
-        None => match EMBEDDED.iter().find(|(p, _)| *p == path) {
-            Some((_, bytes)) => bytes.to_vec(),
-            None => return not_found(),
-        },
-        Some(dir) => match read_regular_file(&dir.join(&relative)) {
-            Some(bytes) => bytes,
-            None => return not_found(),
-        },
-    };
-    Answer {
-        status: 200,
-        content_type: content_type(&relative),
-        body,
-    }
-}
-
-fn read_regular_file(path: &Path) -> Option<Vec<u8>> {
-    let meta = std::fs::metadata(path).ok()?;
-    if !meta.is_file() {
-        return None;
-    }
-    std::fs::read(path).ok()
-}
-
-/// Turns `/a/b.js` into `a/b.js`, or `None` if any segment could escape the
-/// directory or mean something special to a file system.
-pub(crate) fn safe_relative_path(url_path: &str) -> Option<PathBuf> {
-    let rest = url_path.strip_prefix('/')?;
-    let mut out = PathBuf::new();
-    for segment in rest.split('/') {
-        let bad = segment.is_empty()
-            || segment == "."
-            || segment == ".."
-            || segment.contains(['\\', ':', '\0', '%']);
-        if bad {
-            return None;
-        }
-        out.push(segment);
-    }
-    Some(out)
-}
-
-fn content_type(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("html") => "text/html; charset=utf-8",
-        Some("js") => "text/javascript; charset=utf-8",
-        Some("css") => "text/css; charset=utf-8",
-        Some("json") => "application/json",
-        Some("svg") => "image/svg+xml",
-        Some("png") => "image/png",
-        Some("ico") => "image/x-icon",
-        Some("txt") => "text/plain; charset=utf-8",
-        _ => "application/octet-stream",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn traversal_and_odd_segments_are_refused() {
-        for bad in [
-            "/../etc/passwd",
-            "/a/../../b",
-            "/./x",
-            "//x",
-            "/a\\b",
-            "/c:x",
-            "/%2e%2e/x",
-            "/x/",
-        ] {
-            assert_eq!(safe_relative_path(bad), None, "{bad}");
-        }
-        assert_eq!(
-            safe_relative_path("/css/site.css"),
-            Some(PathBuf::from("css/site.css"))
-        );
-    }
-
-    #[test]
-    fn embedded_page_is_served_with_its_type() {
-        let site = Site {
-            public_dir: None,
-            ws_port: 1,
-            metrics: Arc::default(),
-        };
-        let page = route(&site, "GET", "/?x=1");
-        assert_eq!(page.status, 200);
-        assert_eq!(page.content_type, "text/html; charset=utf-8");
-        assert_eq!(route(&site, "GET", "/nope.js").status, 404);
-        assert_eq!(route(&site, "POST", "/").status, 405);
-    }
 }

@@ -1,9 +1,9 @@
-//! The wire protocol (v1): the JSON text messages the server sends, and how a
-//! message becomes the bytes of one WebSocket frame.
+//! The JSON messages of the wire protocol (v1), as text. No threads, no I/O.
 //!
-//! This module has no threads and no I/O. The messages are small and fixed, so they
-//! are written by hand instead of pulling in a serialisation framework; the
-//! integration tests parse every one of them with a real JSON parser.
+//! The messages are small and fixed, so they are written by hand instead of
+//! pulling in a serialisation framework; the integration tests parse every one of
+//! them with a real JSON parser. The same text goes out in a WebSocket frame
+//! ([`super::frame`]) or an SSE event ([`super::sse`]).
 //!
 //! | message | sent to | example |
 //! |---|---|---|
@@ -11,14 +11,13 @@
 //! | tick | everyone, every interval | `{"type":"tick","seq":42,"time":"2026-11-24T14:00:01.000Z"}` |
 //! | join | everyone but the newest joiner | `{"type":"join","ids":[8],"clients":4}` |
 //! | leave | everyone still connected | `{"type":"leave","ids":[7],"clients":3,"reason":"closed"}` |
+//! | line | everyone (`--stdin`) | `{"type":"line","text":"GET /index.html 200"}` |
 //!
 //! Anything a client sends is echoed back to it unchanged, as the same frame type.
 
 use std::fmt::Write as _;
 
 use time::OffsetDateTime;
-use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
-use tungstenite::protocol::frame::{CloseFrame, Frame};
 
 /// Identifies one client for as long as the server runs. Assigned by the hub in
 /// the order clients join, starting at 1, never reused.
@@ -125,25 +124,6 @@ pub fn json_string(text: &str) -> String {
     out
 }
 
-/// One Server-Sent Events message: `id`, an optional `event` name, and the text as
-/// `data` (one `data:` line per line of text, as the SSE format requires).
-///
-/// A line of text ends at `\r\n`, `\n` or a bare `\r`, because that is where an
-/// `EventSource` ends it: text after an unsplit `\r` would be read as a field of its
-/// own (`id: …`, `event: …`). The browser sees every line ending as `\n`.
-pub fn sse_event(id: u64, event: Option<&str>, text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 40);
-    let _ = writeln!(out, "id: {id}");
-    if let Some(event) = event {
-        let _ = writeln!(out, "event: {event}");
-    }
-    for line in text.split("\r\n").flat_map(|l| l.split(['\r', '\n'])) {
-        let _ = writeln!(out, "data: {line}");
-    }
-    out.push('\n');
-    out
-}
-
 fn id_list(ids: &[ClientId]) -> String {
     let mut out = String::with_capacity(ids.len() * 6);
     for (i, id) in ids.iter().enumerate() {
@@ -171,43 +151,6 @@ pub fn rfc3339_millis(time: OffsetDateTime) -> String {
         t.second(),
         t.millisecond()
     )
-}
-
-/// Encodes a text message as one complete, unmasked server frame.
-///
-/// A broadcast is encoded once, by whoever publishes it, and the hub writes these
-/// same bytes to every socket: N clients cost N writes, not N encodings.
-pub fn text_frame(text: impl Into<String>) -> Vec<u8> {
-    let text: String = text.into();
-    encode(Frame::message(text, OpCode::Data(Data::Text), true))
-}
-
-/// Encodes a close frame with a status code and a short reason (at most 123 bytes).
-pub(crate) fn close_frame(code: CloseCode, reason: &'static str) -> Vec<u8> {
-    close_reply(Some(CloseFrame {
-        code,
-        reason: reason.into(),
-    }))
-}
-
-/// Encodes a close frame carrying `frame` (or an empty one), e.g. to answer a
-/// client's close with the same status code, as RFC 6455 (5.5.1) suggests.
-pub(crate) fn close_reply(frame: Option<CloseFrame>) -> Vec<u8> {
-    encode(Frame::close(frame))
-}
-
-/// Encodes an empty ping frame, sent to every client each heartbeat.
-pub(crate) fn ping_frame() -> Vec<u8> {
-    encode(Frame::ping(Vec::new()))
-}
-
-fn encode(frame: Frame) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(frame.len());
-    // `format` only fails if the writer does; a Vec never does.
-    frame
-        .format(&mut bytes)
-        .expect("writing a frame into a Vec cannot fail");
-    bytes
 }
 
 #[cfg(test)]
@@ -245,44 +188,5 @@ mod tests {
     fn json_strings_are_escaped() {
         assert_eq!(json_string("a\"b\\c\n\u{1}é"), r#""a\"b\\c\n\u0001é""#);
         assert_eq!(line("x"), r#"{"type":"line","text":"x"}"#);
-    }
-
-    #[test]
-    fn sse_events_split_lines_into_data_fields() {
-        assert_eq!(
-            sse_event(7, Some("tick"), "{}"),
-            "id: 7\nevent: tick\ndata: {}\n\n"
-        );
-        assert_eq!(sse_event(8, None, "a\nb"), "id: 8\ndata: a\ndata: b\n\n");
-        assert_eq!(sse_event(8, None, "a\r\nb"), "id: 8\ndata: a\ndata: b\n\n");
-    }
-
-    /// Found by the `sse_event` fuzz target: a bare `\r` ends a line for the
-    /// browser, so published text could add its own `event:` or `id:` field.
-    #[test]
-    fn a_bare_carriage_return_cannot_start_a_field() {
-        assert_eq!(
-            sse_event(9, None, "a\revent: evil\rb"),
-            "id: 9\ndata: a\ndata: event: evil\ndata: b\n\n"
-        );
-    }
-
-    #[test]
-    fn short_text_frame_has_a_one_byte_length() {
-        let frame = text_frame("hi");
-        assert_eq!(frame, [0x81, 2, b'h', b'i']);
-    }
-
-    #[test]
-    fn long_text_frame_has_a_16_bit_length() {
-        let frame = text_frame("x".repeat(300));
-        assert_eq!(&frame[..4], [0x81, 126, 1, 44]);
-        assert_eq!(frame.len(), 4 + 300);
-    }
-
-    #[test]
-    fn close_frame_carries_code_and_reason() {
-        let frame = close_frame(CloseCode::Away, "bye");
-        assert_eq!(frame, [0x88, 5, 0x03, 0xe9, b'b', b'y', b'e']);
     }
 }

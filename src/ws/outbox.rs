@@ -32,10 +32,10 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
-use crate::protocol::LeaveReason;
+use crate::delivery::Delivery;
+use crate::wire::message::LeaveReason;
 
 /// The shared write side of one client socket. See the module docs.
 pub(crate) struct Outbox {
@@ -49,16 +49,10 @@ pub(crate) struct Outbox {
     writer: Mutex<()>,
     /// Cut the client off when `pending` would grow past this many bytes.
     max_backlog: usize,
-    /// When the client last sent anything (a frame of any kind), in [`clock_ms`]
-    /// time. Written by the client's thread, read by the hub's heartbeat.
+    /// When the client last sent anything (a frame of any kind), in the heartbeat's
+    /// [`clock_ms`](crate::hub::heartbeat::clock_ms) time. Written by the client's
+    /// thread (and by the hub when it joins), read by the hub's heartbeat.
     last_heard_ms: AtomicU64,
-}
-
-/// Milliseconds on a monotonic clock shared by every thread of the process.
-pub(crate) fn clock_ms() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let elapsed = EPOCH.get_or_init(Instant::now).elapsed();
-    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
 }
 
 struct State {
@@ -72,21 +66,6 @@ struct State {
     finish_after_flush: bool,
 }
 
-/// What became of a write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Delivery {
-    /// Written, or queued to go out with the next write.
-    Accepted,
-    /// This write pushed the backlog past the limit: the client has just been cut
-    /// off with [`LeaveReason::TooSlow`].
-    CutOff,
-    /// The socket failed (the peer reset it, say); the outbox is now closed with
-    /// [`LeaveReason::Dropped`].
-    Failed,
-    /// The outbox was already closed; the bytes were discarded.
-    Closed,
-}
-
 impl Outbox {
     pub(crate) fn new(socket: Arc<TcpStream>, max_backlog: usize) -> Outbox {
         Outbox {
@@ -98,16 +77,16 @@ impl Outbox {
             }),
             writer: Mutex::new(()),
             max_backlog,
-            last_heard_ms: AtomicU64::new(clock_ms()),
+            last_heard_ms: AtomicU64::new(0),
         }
     }
 
-    /// Records that the client just sent something.
-    pub(crate) fn heard_from_client(&self) {
-        self.last_heard_ms.store(clock_ms(), Ordering::Relaxed);
+    /// Records that the client sent something at `at_ms` (heartbeat clock time).
+    pub(crate) fn heard_from_client(&self, at_ms: u64) {
+        self.last_heard_ms.store(at_ms, Ordering::Relaxed);
     }
 
-    /// When the client last sent anything, in [`clock_ms`] time.
+    /// When the client last sent anything, in heartbeat clock time.
     pub(crate) fn last_heard_ms(&self) -> u64 {
         self.last_heard_ms.load(Ordering::Relaxed)
     }

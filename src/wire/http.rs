@@ -1,0 +1,244 @@
+//! HTTP/1.1 request heads and error answers, as both ports read and write them:
+//! the WebSocket handshake is an HTTP request, and so is every request to the
+//! page. No threads; [`read_request`] reads from whatever it is given.
+
+use std::io::{self, Read};
+use std::time::Instant;
+
+/// An HTTP error answer, with a one-line body saying what went wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) status: u16,
+    pub(crate) body: String,
+    /// One extra header line, without CRLF (e.g. `Sec-WebSocket-Version: 13`).
+    pub(crate) extra_header: Option<&'static str>,
+}
+
+impl Refusal {
+    pub(crate) fn new(status: u16, body: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            body: body.into(),
+            extra_header: None,
+        }
+    }
+
+    /// The complete HTTP response. `Connection: close`: we hang up after it.
+    pub(crate) fn to_http(&self) -> Vec<u8> {
+        let mut head = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Length: {}\r\nConnection: close\r\n",
+            self.status,
+            reason_phrase(self.status),
+            self.body.len() + 1
+        );
+        if let Some(header) = self.extra_header {
+            head.push_str(header);
+            head.push_str("\r\n");
+        }
+        head.push_str("\r\n");
+        head.push_str(&self.body);
+        head.push('\n');
+        head.into_bytes()
+    }
+}
+
+/// The standard reason phrase for the statuses tickcast sends.
+pub(crate) fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+/// What arrived on a new connection.
+pub(crate) enum Incoming {
+    /// An HTTP request (a WebSocket handshake, we hope).
+    Http(RequestHead),
+    /// A Flash player's `<policy-file-request/>`, sent here because port 843 did
+    /// not answer.
+    FlashPolicyRequest,
+}
+
+/// The request head and any bytes the client sent after it (a client may send its
+/// first frame without waiting for our answer; those bytes belong to the WebSocket).
+pub(crate) struct RequestHead {
+    pub(crate) head: Vec<u8>,
+    pub(crate) leftover: Vec<u8>,
+}
+
+/// Reads until the blank line that ends the request head.
+///
+/// The caller has set a read timeout on the socket; `deadline` bounds the whole
+/// read, so a client trickling one byte at a time cannot hold the thread forever.
+///
+/// # Errors
+///
+/// A [`Refusal`] to send (408, 431, 400), or `Ok(None)` if the client hung up.
+pub(crate) fn read_request(
+    mut socket: impl Read,
+    max_size: usize,
+    deadline: Instant,
+) -> Result<Option<Incoming>, Refusal> {
+    // Buffers live on the heap, not the stack: a stack page touched once stays
+    // resident for the connection's whole life, times thousands of connections.
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = vec![0u8; 1024];
+    loop {
+        if Instant::now() >= deadline {
+            return Err(timeout_refusal());
+        }
+        let n = match socket.read(&mut chunk) {
+            Ok(0) => return Ok(None),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(timeout_refusal())
+            }
+            Err(_) => return Ok(None),
+        };
+        // Only the new bytes (and the 3 before them) can complete the terminator.
+        let search_from = buf.len().saturating_sub(3);
+        buf.extend_from_slice(&chunk[..n]);
+        let policy = crate::flash_policy::POLICY_REQUEST;
+        if buf.len() >= policy.len() && buf.starts_with(policy) {
+            return Ok(Some(Incoming::FlashPolicyRequest));
+        }
+        if let Some(end) = find_head_end(&buf[search_from..]) {
+            let end = search_from + end;
+            if end > max_size {
+                return Err(too_large(max_size));
+            }
+            let leftover = buf.split_off(end);
+            return Ok(Some(Incoming::Http(RequestHead {
+                head: buf,
+                leftover,
+            })));
+        }
+        if buf.len() > max_size {
+            return Err(too_large(max_size));
+        }
+    }
+}
+
+fn timeout_refusal() -> Refusal {
+    Refusal::new(408, "the request head did not arrive in time")
+}
+
+fn too_large(max_size: usize) -> Refusal {
+    Refusal::new(
+        431,
+        format!("the request head is larger than {max_size} bytes"),
+    )
+}
+
+/// Returns the index just past `\r\n\r\n`.
+fn find_head_end(bytes: &[u8]) -> Option<usize> {
+    bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
+}
+
+/// A request head, parsed: the request line and the header fields, as the
+/// WebSocket handshake and the HTTP port both read them.
+pub(crate) struct Head {
+    pub(crate) method: String,
+    /// The request target as sent, e.g. `/echo?x=1`.
+    pub(crate) target: String,
+    /// 1 for HTTP/1.1, 0 for HTTP/1.0.
+    pub(crate) minor_version: u8,
+    /// (name, value with surrounding whitespace trimmed), in order.
+    headers: Vec<(String, String)>,
+}
+
+impl Head {
+    /// Parses a complete request head (as [`read_request`] returns it).
+    ///
+    /// # Errors
+    ///
+    /// A `400` for a malformed head, a `431` for more than 64 header fields.
+    pub(crate) fn parse(head: &[u8]) -> Result<Head, Refusal> {
+        let mut headers = vec![httparse::EMPTY_HEADER; 64];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(head) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) => {
+                return Err(Refusal::new(400, "incomplete HTTP request"))
+            }
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(Refusal::new(431, "more than 64 header fields"))
+            }
+            Err(e) => return Err(Refusal::new(400, format!("malformed HTTP request: {e}"))),
+        }
+        Ok(Head {
+            // A complete parse has both; the defaults are never used.
+            method: request.method.unwrap_or("GET").to_string(),
+            target: request.path.unwrap_or("/").to_string(),
+            minor_version: request.version.unwrap_or(1),
+            headers: request
+                .headers
+                .iter()
+                .map(|h| {
+                    let value = String::from_utf8_lossy(h.value).trim().to_string();
+                    (h.name.to_string(), value)
+                })
+                .collect(),
+        })
+    }
+
+    /// The value of the first header field called `name` (any case).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the header field `name` lists `token` (comma-separated, any case),
+    /// as in `Connection: keep-alive, Upgrade`.
+    pub(crate) fn has_token(&self, name: &str, token: &str) -> bool {
+        self.header(name)
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn head_and_leftover_are_split_at_the_blank_line() {
+        let mut bytes = b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+        let head_len = bytes.len();
+        bytes.extend_from_slice(&[0x81, 0x80]);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let Some(Incoming::Http(got)) = read_request(&bytes[..], 8192, deadline).unwrap() else {
+            panic!("not an HTTP request");
+        };
+        assert_eq!(got.head.len(), head_len);
+        assert_eq!(got.leftover, [0x81, 0x80]);
+    }
+
+    #[test]
+    fn oversized_head_is_431() {
+        let bytes = vec![b'a'; 10_000];
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let err = read_request(&bytes[..], 8192, deadline).err().unwrap();
+        assert_eq!(err.status, 431);
+    }
+}
