@@ -26,11 +26,6 @@
 //! are joined into one buffer and written with one `send` per client, whole frames
 //! in order, so a hub that falls behind catches up instead of lagging further.
 //!
-//! Presence notices are gathered for [`Config::presence_window`](crate::Config)
-//! after the first join or leave, then sent as one `join` notice and one `leave`
-//! notice per reason. So when 15,000 clients vanish at once the hub sends a few
-//! notices per window, not 15,000 × 15,000 frames.
-//!
 //! The hub sleeps until an event, a frame, or the next deadline (presence notices
 //! due, heartbeat due): no polling. The thread ends on `Shutdown` (or when every
 //! sender is gone): it writes the broadcasts already queued, then sends close 1001
@@ -39,6 +34,7 @@
 //! The rest of the hub, each in a file of its own:
 //!
 //! - [`sink`]: how the hub reaches one client (a WebSocket outbox, an SSE queue);
+//! - `presence`: gathering joins and leaves into a few notices;
 //! - `heartbeat`: pings, and cutting off the clients that stopped answering;
 //! - `fan_out`: sharing a large broadcast between cores (performance: skip on
 //!   first reading).
@@ -56,66 +52,19 @@ use crate::delivery::Delivery;
 use crate::metrics::{JoinFailure, Metrics};
 use crate::wire::message::{self, ClientId, LeaveReason};
 use crate::wire::{frame, sse};
+pub(crate) use event::{Broadcast, HubEvent, FRAME_QUEUE};
 use fan_out::{fan_out, FanOut};
 use heartbeat::{clock_ms, Heartbeat};
+use presence::Presence;
 use sink::{deliver_all, Encoded, Sink};
 
+mod event;
 mod fan_out;
 pub(crate) mod heartbeat;
+mod presence;
 pub(crate) mod sink;
 #[cfg(test)]
 mod tests;
-
-/// A message to the hub thread.
-pub(crate) enum HubEvent {
-    /// A client has passed its handshake. The hub assigns its id, writes
-    /// `greeting` and the welcome to it in one write, and answers on `id_tx` (a
-    /// channel of capacity 1, so this never blocks).
-    ///
-    /// `greeting` is what tells the client its connection is open: the
-    /// `101 Switching Protocols` answer, or the SSE response head. A browser fires
-    /// `onopen` the moment it reads it, so the hub writes it itself, at the moment
-    /// it adds the client: from the first byte the client sees, it is in the hub
-    /// and receives every broadcast. Nothing can fall between the two.
-    ///
-    /// If the greeting cannot be written (the client has gone), the hub drops
-    /// `id_tx` without an answer.
-    Join {
-        sink: Sink,
-        greeting: Vec<u8>,
-        peer: SocketAddr,
-        id_tx: Sender<ClientId>,
-    },
-    /// A client's thread is ending. Ignored if the hub already removed the client
-    /// (it cut it off, say).
-    Leave { id: ClientId, reason: LeaveReason },
-    /// Close every client and end the thread.
-    Shutdown,
-}
-
-/// One message for every client, as it travels to the hub.
-pub(crate) struct Broadcast {
-    /// The message as one complete WebSocket frame, encoded by the publisher.
-    pub(crate) frame: Vec<u8>,
-    /// The message text, for SSE clients.
-    pub(crate) text: String,
-    /// The SSE event name (`tick`, `line`), or `None` for a plain message.
-    pub(crate) event: Option<&'static str>,
-}
-
-impl Broadcast {
-    /// Encodes `text` once as a WebSocket text frame.
-    pub(crate) fn new(event: Option<&'static str>, text: String) -> Broadcast {
-        Broadcast {
-            frame: frame::text_frame(text.clone()),
-            text,
-            event,
-        }
-    }
-}
-
-/// How many broadcasts may wait for the hub before publishers block.
-pub(crate) const FRAME_QUEUE: usize = 1024;
 
 /// Most broadcasts joined into one write per client, when the hub has fallen
 /// behind (ticks faster than a fan-out, a publisher in a loop).
@@ -145,21 +94,12 @@ pub(crate) struct Hub {
     /// The `id:` of the next SSE event. Counts every broadcast, so ids go up by one
     /// per event whether or not SSE clients were there to see it.
     next_event_id: u64,
-    presence: PendingPresence,
-    presence_window: Duration,
+    /// Joins and leaves waiting to be announced.
+    presence: Presence,
     heartbeat: Option<Heartbeat>,
     metrics: Arc<Metrics>,
     /// How many threads share a large broadcast: the number of cores, at most 4.
     fan_out_threads: usize,
-}
-
-/// Joins and leaves seen since the last notice.
-#[derive(Default)]
-struct PendingPresence {
-    joined: Vec<ClientId>,
-    left: Vec<(ClientId, LeaveReason)>,
-    /// When to send the notices; `None` while nothing is pending.
-    due: Option<Instant>,
 }
 
 impl Hub {
@@ -173,8 +113,7 @@ impl Hub {
             next_id: 1,
             sse_clients: 0,
             next_event_id: 1,
-            presence: PendingPresence::default(),
-            presence_window,
+            presence: Presence::new(presence_window),
             heartbeat: heartbeat.map(Heartbeat::new),
             metrics,
             fan_out_threads: std::thread::available_parallelism()
@@ -189,7 +128,7 @@ impl Hub {
         // A disconnected channel means the server is gone.
         let forever = Duration::from_secs(365 * 24 * 3600);
         'serve: loop {
-            let next_deadline = [self.presence.due, self.heartbeat.as_ref().map(|h| h.next)]
+            let next_deadline = [self.presence.due(), self.heartbeat.as_ref().map(|h| h.next)]
                 .into_iter()
                 .flatten()
                 .min();
@@ -232,7 +171,7 @@ impl Hub {
                 },
                 default(wait) => {}
             }
-            if self.presence.due.is_some_and(|due| Instant::now() >= due) {
+            if self.presence.due().is_some_and(|due| Instant::now() >= due) {
                 self.send_presence();
             }
             if self
@@ -314,8 +253,7 @@ impl Hub {
         self.clients.insert(id, Client { sink, peer });
         self.metrics.joined.fetch_add(1, Ordering::Relaxed);
         self.count_clients();
-        self.presence.joined.push(id);
-        self.schedule_presence();
+        self.presence.joined(id);
         log::debug!("client {id} ({peer}) joined");
         if id_tx.send(id).is_err() {
             // Its thread ended while waiting (a panic): nobody will ever send its
@@ -335,8 +273,7 @@ impl Hub {
             }
             self.metrics.left.add(reason);
             self.count_clients();
-            self.presence.left.push((id, reason));
-            self.schedule_presence();
+            self.presence.left(id, reason);
         }
     }
 
@@ -376,12 +313,6 @@ impl Hub {
             self.remove(id, LeaveReason::Timeout);
         }
         self.send_to(&round.ping(), |id| round.includes(id));
-    }
-
-    fn schedule_presence(&mut self) {
-        if self.presence.due.is_none() {
-            self.presence.due = Some(Instant::now() + self.presence_window);
-        }
     }
 
     /// Sends one message to every client, both encodings made once.
@@ -455,12 +386,8 @@ impl Hub {
 
     /// Sends the gathered join and leave notices.
     fn send_presence(&mut self) {
-        let presence = std::mem::take(&mut self.presence);
-        if let Some(&newest) = presence.joined.last() {
-            // Everyone who can learn something from the notice hears it: all but the
-            // newest client, which learned the count from its welcome. A client that
-            // joined earlier in the same window finds its own id in the list too.
-            let text = message::join(&presence.joined, self.clients.len());
+        let notices = self.presence.take_notices(self.clients.len());
+        if let Some((text, newest)) = notices.join {
             let sse = (self.sse_clients > 0).then(|| self.sse_event(Some("join"), &text));
             let message = Encoded {
                 frame: &frame::text_frame(text),
@@ -469,17 +396,8 @@ impl Hub {
             };
             self.send_to(&message, |id| id < newest);
         }
-        for reason in LeaveReason::ALL {
-            let ids: Vec<ClientId> = presence
-                .left
-                .iter()
-                .filter(|(_, r)| *r == reason)
-                .map(|(id, _)| *id)
-                .collect();
-            if !ids.is_empty() {
-                let text = message::leave(&ids, self.clients.len(), reason);
-                self.broadcast(&[Broadcast::new(Some("leave"), text)]);
-            }
+        for text in notices.leaves {
+            self.broadcast(&[Broadcast::new(Some("leave"), text)]);
         }
     }
 

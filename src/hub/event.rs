@@ -1,0 +1,62 @@
+//! What travels to the hub on its two channels: [`HubEvent`]s (joins, leaves,
+//! shutdown) from the connection threads and the server, and [`Broadcast`]s from
+//! the ticker and every publisher. No thread of its own.
+
+use std::net::SocketAddr;
+
+use crossbeam_channel::Sender;
+
+use super::sink::Sink;
+use crate::wire::frame;
+use crate::wire::message::{ClientId, LeaveReason};
+
+/// A message to the hub thread.
+pub(crate) enum HubEvent {
+    /// A client has passed its handshake. The hub assigns its id, writes
+    /// `greeting` and the welcome to it in one write, and answers on `id_tx` (a
+    /// channel of capacity 1, so this never blocks).
+    ///
+    /// `greeting` is what tells the client its connection is open: the
+    /// `101 Switching Protocols` answer, or the SSE response head. A browser fires
+    /// `onopen` the moment it reads it, so the hub writes it itself, at the moment
+    /// it adds the client: from the first byte the client sees, it is in the hub
+    /// and receives every broadcast. Nothing can fall between the two.
+    ///
+    /// If the greeting cannot be written (the client has gone), the hub drops
+    /// `id_tx` without an answer.
+    Join {
+        sink: Sink,
+        greeting: Vec<u8>,
+        peer: SocketAddr,
+        id_tx: Sender<ClientId>,
+    },
+    /// A client's thread is ending. Ignored if the hub already removed the client
+    /// (it cut it off, say).
+    Leave { id: ClientId, reason: LeaveReason },
+    /// Close every client and end the thread.
+    Shutdown,
+}
+
+/// One message for every client, as it travels to the hub.
+pub(crate) struct Broadcast {
+    /// The message as one complete WebSocket frame, encoded by the publisher.
+    pub(crate) frame: Vec<u8>,
+    /// The message text, for SSE clients.
+    pub(crate) text: String,
+    /// The SSE event name (`tick`, `line`), or `None` for a plain message.
+    pub(crate) event: Option<&'static str>,
+}
+
+impl Broadcast {
+    /// Encodes `text` once as a WebSocket text frame.
+    pub(crate) fn new(event: Option<&'static str>, text: String) -> Broadcast {
+        Broadcast {
+            frame: frame::text_frame(text.clone()),
+            text,
+            event,
+        }
+    }
+}
+
+/// How many broadcasts may wait for the hub before publishers block.
+pub(crate) const FRAME_QUEUE: usize = 1024;
