@@ -90,8 +90,11 @@ pub fn policy_document(allow: &[(String, String)]) -> Vec<u8> {
 
 /// The running policy server.
 pub(crate) struct FlashPolicyServer {
+    /// The address bound, for `wake_accept` at shutdown.
     addr: SocketAddr,
+    /// Raised at shutdown; the listener checks it after every `accept`.
     stopping: Arc<AtomicBool>,
+    /// The `flash-listener` thread, joined at shutdown (it joins its workers).
     listener: JoinHandle<()>,
 }
 

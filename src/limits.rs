@@ -129,6 +129,7 @@ fn pids_cgroup_dir(cgroup: &str) -> Option<String> {
 /// How many clients the server takes, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Capacity {
+    /// The number of clients.
     pub(crate) max_clients: usize,
     /// Where the number came from, for the startup log.
     pub(crate) reason: String,

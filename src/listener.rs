@@ -63,15 +63,19 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 /// Which port a loop accepts on, and so what it does with a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Port {
+    /// The WebSocket port: each connection is a client's thread.
     WebSocket,
+    /// The HTTP port: each connection answers requests.
     Http,
 }
 
 /// A running accept loop, and how to stop it.
 pub(crate) struct Acceptor {
+    /// The address bound, for waking the loop at shutdown.
     addr: SocketAddr,
     /// Raised by [`Acceptor::stop`]; the loop checks it after every `accept`.
     stop: Arc<StopFlag>,
+    /// The loop's thread, joined by [`Acceptor::stop`].
     thread: JoinHandle<()>,
 }
 

@@ -143,7 +143,9 @@ pub(crate) trait Label: Copy + PartialEq + 'static {
 
 /// One counter per value of a [`Label`].
 pub(crate) struct Counters<L> {
+    /// One counter per value of `L`, in the order of [`Label::ALL`].
     counts: Box<[AtomicU64]>,
+    /// Ties the counters to `L` without storing one.
     label: PhantomData<L>,
 }
 
@@ -220,6 +222,7 @@ pub(crate) struct Metrics {
     pub(crate) http_closed: Counters<HttpClose>,
     /// HTTP requests answered (SSE streams included).
     pub(crate) http_requests: AtomicU64,
+    /// Clients welcomed since start.
     pub(crate) joined: AtomicU64,
     /// Clients gone, by reason.
     pub(crate) left: Counters<LeaveReason>,
@@ -239,10 +242,15 @@ pub(crate) struct Metrics {
     pub(crate) flash_policy_answers: AtomicU64,
     /// Frames (broadcasts, presence notices, welcomes, pings) the hub wrote.
     pub(crate) frames_sent: AtomicU64,
+    /// Bytes of the frames counted in `frames_sent`.
     pub(crate) bytes_sent: AtomicU64,
+    /// Client messages received to be echoed back.
     pub(crate) messages_echoed: AtomicU64,
+    /// Clients cut off past `--max-backlog`.
     pub(crate) backlog_cutoffs: AtomicU64,
+    /// Failed `accept`s on either port.
     pub(crate) accept_errors: AtomicU64,
+    /// The latest tick's `seq`.
     pub(crate) tick_seq: AtomicU64,
 }
 

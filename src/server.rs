@@ -32,11 +32,17 @@ const CLOSE_GRACE: Duration = Duration::from_millis(1000);
 
 /// A running tickcast server. Dropping it shuts it down.
 pub struct Server {
+    /// The WebSocket address bound (the real port if 0 was asked).
     ws_addr: SocketAddr,
+    /// The HTTP address bound, if there is an HTTP port.
     http_addr: Option<SocketAddr>,
+    /// The WebSocket accept loop; taken (stopped) first at shutdown.
     ws_listener: Option<Acceptor>,
+    /// The HTTP accept loop; stopped last, so `/healthz` answers during shutdown.
     http_listener: Option<Acceptor>,
+    /// The Flash policy server, with `--flash-policy-addr`.
     flash: Option<FlashPolicyServer>,
+    /// What every connection thread shares: the registry, the stop flag, the counters.
     shared: Arc<Shared>,
     /// Encoded frames to the hub; cloned into every [`Publisher`].
     frames_tx: Sender<Broadcast>,
@@ -53,6 +59,7 @@ pub struct Server {
 /// get it as an unnamed event, which `EventSource.onmessage` receives).
 #[derive(Clone)]
 pub struct Publisher {
+    /// The hub's bounded broadcast channel.
     frames_tx: Sender<Broadcast>,
 }
 

@@ -218,6 +218,7 @@ fn event_stream(
 /// What tickcast needs of a request head.
 #[derive(Debug)]
 struct Request {
+    /// `GET`, `HEAD`, …
     method: String,
     /// The request target as sent, e.g. `/metrics?x=1`.
     target: String,

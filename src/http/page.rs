@@ -40,8 +40,11 @@ pub(crate) struct Site<'a> {
 /// An answer before it is written; separate so it can be tested.
 #[derive(Debug)]
 pub(crate) struct Answer {
+    /// The HTTP status.
     pub(crate) status: u16,
+    /// The `Content-Type` header's value.
     pub(crate) content_type: &'static str,
+    /// The whole body (every answer here is small).
     pub(crate) body: Vec<u8>,
 }
 

@@ -25,14 +25,24 @@ pub(crate) enum HubEvent {
     /// If the greeting cannot be written (the client has gone), the hub drops
     /// `id_tx` without an answer.
     Join {
+        /// How the hub will reach the client.
         sink: Sink,
+        /// The `101` or the SSE response head, written with the welcome.
         greeting: Vec<u8>,
+        /// The client's address, for log lines.
         peer: SocketAddr,
+        /// Where the client's thread waits for its id.
         id_tx: Sender<ClientId>,
     },
     /// A client's thread is ending. Ignored if the hub already removed the client
     /// (it cut it off, say).
-    Leave { id: ClientId, reason: LeaveReason },
+    Leave {
+        /// The client that left.
+        id: ClientId,
+        /// Why, as its thread knows it (the hub's own reason wins if it cut the
+        /// client off first).
+        reason: LeaveReason,
+    },
     /// Close every client and end the thread.
     Shutdown,
 }

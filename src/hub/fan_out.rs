@@ -38,6 +38,7 @@ const FAN_OUT_SLICE: usize = 64;
 pub(super) struct FanOut {
     /// Messages written (one per client per message).
     pub(super) frames: u64,
+    /// Bytes of those messages.
     pub(super) bytes: u64,
     /// Clients to remove, and why.
     pub(super) gone: Vec<(ClientId, LeaveReason)>,
@@ -54,6 +55,7 @@ impl FanOut {
 /// One broadcast's targets, handed out a slice at a time to whichever fan-out
 /// thread asks next.
 struct Slices<'a, T> {
+    /// Every target of the broadcast, in order.
     targets: &'a [T],
     /// Where the next slice starts.
     next: AtomicUsize,

@@ -71,6 +71,7 @@ impl Heartbeat {
 /// One group's turn: who is pinged now, and since when a client must have been
 /// heard from to be alive.
 pub(super) struct Round {
+    /// The group pinged in this round: the clients whose id is this modulo the groups.
     group: u64,
     /// The group's previous ping, in [`clock_ms`] time; `None` on its first turn.
     previous_ping_ms: Option<u64>,

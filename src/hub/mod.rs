@@ -78,6 +78,7 @@ const EVENT_BATCH: usize = 1024;
 
 /// One connected client, as the hub sees it.
 struct Client {
+    /// How the hub writes to it.
     sink: Sink,
     /// For log lines only.
     peer: SocketAddr,
@@ -88,6 +89,7 @@ pub(crate) struct Hub {
     /// Connected clients by id. A `BTreeMap` keeps them in join order, which makes
     /// "everyone who joined before the newest client" a range.
     clients: BTreeMap<ClientId, Client>,
+    /// The id the next client gets: ids are never reused while the server runs.
     next_id: ClientId,
     /// How many of `clients` are SSE clients: with none, no SSE encoding is done.
     sse_clients: usize,
@@ -96,7 +98,9 @@ pub(crate) struct Hub {
     next_event_id: u64,
     /// Joins and leaves waiting to be announced.
     presence: Presence,
+    /// Whose turn it is to be pinged, and when; `None` with `--heartbeat off`.
     heartbeat: Option<Heartbeat>,
+    /// The counters: clients, joins, leaves, frames and bytes sent.
     metrics: Arc<Metrics>,
     /// How many threads share a large broadcast: the number of cores, at most 4.
     fan_out_threads: usize,

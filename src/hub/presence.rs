@@ -13,8 +13,11 @@ use crate::wire::message::{self, ClientId, LeaveReason};
 
 /// Joins and leaves seen since the last notices.
 pub(super) struct Presence {
+    /// How long to gather after the first change (`--presence-window`).
     window: Duration,
+    /// Who joined, in order.
     joined: Vec<ClientId>,
+    /// Who left, and why.
     left: Vec<(ClientId, LeaveReason)>,
     /// When to send the notices; `None` while nothing is pending.
     due: Option<Instant>,

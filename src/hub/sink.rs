@@ -87,7 +87,9 @@ pub(crate) struct SseSink {
     /// Encoded events, to the client's thread. Dropping the sink disconnects it,
     /// which is how the hub ends the stream.
     events_tx: Sender<Arc<[u8]>>,
+    /// The backlog and close reason, shared with the client's thread.
     shared: Arc<SseShared>,
+    /// Cut the client off when more than this many bytes wait (`--max-backlog`).
     max_backlog: usize,
 }
 
@@ -146,7 +148,9 @@ pub(crate) fn channel(max_backlog: usize) -> (SseSink, SseQueue) {
 
 /// The client thread's end of an SSE client: the encoded events the hub queued.
 pub(crate) struct SseQueue {
+    /// Encoded events from the hub; disconnected when the hub drops the sink.
     events_rx: Receiver<Arc<[u8]>>,
+    /// The backlog and close reason, shared with the hub's sink.
     shared: Arc<SseShared>,
 }
 

@@ -51,6 +51,7 @@ pub(crate) struct ConnId(u64);
 
 /// Every connection whose thread is running. See the module docs.
 pub(crate) struct Registry {
+    /// The map and its counts, behind one short-held lock.
     inner: Mutex<Inner>,
     /// Its `connections` and `http_connections` gauges follow the counts here.
     metrics: Arc<Metrics>,
@@ -58,15 +59,21 @@ pub(crate) struct Registry {
     no_clients: Condvar,
 }
 
+/// The registry's state, guarded by its mutex.
 struct Inner {
+    /// The number the next connection gets.
     next: u64,
     /// By connection number, which is also their age: oldest first.
     live: BTreeMap<ConnId, Entry>,
+    /// Live client connections (WebSocket and SSE), for `--max-clients`.
     clients: usize,
+    /// Live HTTP connections not evicted, for `--max-http-connections`.
     http: usize,
 }
 
+/// One live connection thread.
 struct Entry {
+    /// Which limit it counts against.
     kind: Kind,
     /// The socket, so that shutdown (and eviction) can wake the thread.
     socket: Option<Arc<TcpStream>>,
@@ -80,7 +87,9 @@ struct Entry {
 
 /// Removes a connection from the registry when its thread ends.
 struct Registered<'a> {
+    /// The registry to leave.
     registry: &'a Registry,
+    /// The entry to remove.
     conn: ConnId,
 }
 

@@ -8,7 +8,9 @@ use std::time::Instant;
 /// An HTTP error answer, with a one-line body saying what went wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Refusal {
+    /// The HTTP status, 4xx or 5xx.
     pub(crate) status: u16,
+    /// One line saying what went wrong and what to do.
     pub(crate) body: String,
     /// One extra header line, without CRLF (e.g. `Sec-WebSocket-Version: 13`).
     pub(crate) extra_header: Option<&'static str>,
@@ -71,7 +73,9 @@ pub(crate) enum Incoming {
 /// The request head and any bytes the client sent after it (a client may send its
 /// first frame without waiting for our answer; those bytes belong to the WebSocket).
 pub(crate) struct RequestHead {
+    /// The request head, up to and including the blank line.
     pub(crate) head: Vec<u8>,
+    /// Whatever the client sent after it.
     pub(crate) leftover: Vec<u8>,
 }
 
@@ -156,6 +160,7 @@ fn find_head_end(bytes: &[u8]) -> Option<usize> {
 /// A request head, parsed: the request line and the header fields, as the
 /// WebSocket handshake and the HTTP port both read them.
 pub(crate) struct Head {
+    /// `GET`, `POST`, …
     pub(crate) method: String,
     /// The request target as sent, e.g. `/echo?x=1`.
     pub(crate) target: String,

@@ -116,8 +116,11 @@ pub(crate) fn serve(
 /// Tells the hub a client left when dropped, on every path out of [`serve`],
 /// unwinding included.
 struct LeaveOnDrop<'a> {
+    /// Where the hub's events channel is.
     shared: &'a Shared,
+    /// The client that leaves.
     id: ClientId,
+    /// Its outbox, whose close reason (if the hub closed it) wins.
     outbox: &'a Outbox,
     /// Why the connection ended, as far as this thread knows.
     reason: LeaveReason,
@@ -141,7 +144,9 @@ impl Drop for LeaveOnDrop<'_> {
 /// A handshake the server accepts: the `101` answer for the hub to write, and the
 /// bytes that followed the request head (they belong to the WebSocket).
 struct Accepted {
+    /// The `101` answer, for the hub to write with the welcome.
     answer: Vec<u8>,
+    /// Bytes after the request head: the start of the WebSocket stream.
     leftover: Vec<u8>,
 }
 

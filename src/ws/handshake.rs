@@ -57,6 +57,7 @@ pub(crate) struct Context<'a> {
 pub(crate) enum Decision {
     /// Join the hub, which writes `answer` (the `101`) with the welcome.
     Upgrade {
+        /// The `101 Switching Protocols` answer.
         answer: Vec<u8>,
         /// The bytes that followed the request head: the client may send its first
         /// frame without waiting for our answer, and they belong to the WebSocket.

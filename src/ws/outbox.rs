@@ -55,6 +55,7 @@ pub(crate) struct Outbox {
     last_heard_ms: AtomicU64,
 }
 
+/// What the outbox's `state` lock guards.
 struct State {
     /// Bytes queued but not yet taken by the kernel, oldest first.
     pending: Vec<u8>,
@@ -363,7 +364,9 @@ fn peer(socket: &TcpStream) -> String {
 /// The stream a client's `tungstenite::WebSocket` runs over: reads come straight
 /// from the socket (only the client's thread reads), writes go through the outbox.
 pub(crate) struct ClientStream {
+    /// The socket reads come from.
     pub(crate) socket: Arc<TcpStream>,
+    /// Where writes go.
     pub(crate) outbox: Arc<Outbox>,
 }
 
