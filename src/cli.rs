@@ -75,8 +75,9 @@ OPTIONS:
     -h, --help                      print this help
     -V, --version                   print the version
 
-ADDR is HOST:PORT (port 0 picks a free port). BYTES is a number with an optional
-unit: B, KiB, MiB, GiB (K, M, G mean the same). Logging: RUST_LOG=debug|info|warn
+ADDR is HOST:PORT (port 0 picks a free port). DURATION is a number and a unit: ms,
+s, m (or min), h. BYTES is a number with an optional unit: KiB, MiB, GiB (or K, M, G)
+are powers of 1024; kB, MB, GB powers of 1000. Logging: RUST_LOG=error|warn|info|debug
 [default: info]. SIGINT or SIGTERM closes every client with 1001 and exits.
 Live stream in a terminal: curl -N http://127.0.0.1:8080/events",
         version = env!("CARGO_PKG_VERSION"),
@@ -260,13 +261,14 @@ fn parse_addr(
     })
 }
 
-/// Parses a duration such as `250ms`, `1s`, `1.5s` or `2m`.
+/// Parses a duration such as `250ms`, `1s`, `1.5s`, `2m` or `1h`.
 ///
 /// # Errors
 ///
 /// A message saying what is accepted, for a missing unit, a bad number or zero.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    const ACCEPTED: &str = "expected a number and a unit (ms, s, m), e.g. 250ms or 1s";
+    const ACCEPTED: &str =
+        "expected a number and a unit (ms, s, m or min, h), e.g. 250ms, 1.5s, 2m or 1h";
     const RANGE: &str = "must be more than 0 and at most a day";
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -275,8 +277,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let number: f64 = number.parse().map_err(|_| ACCEPTED.to_string())?;
     let seconds_per_unit = match unit {
         "ms" => 0.001,
-        "s" => 1.0,
-        "m" => 60.0,
+        "s" | "sec" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
         _ => return Err(ACCEPTED.to_string()),
     };
     let seconds = number * seconds_per_unit;
@@ -291,15 +294,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-/// Parses a byte count such as `65536`, `64KiB`, `1MiB` or `1M`.
+/// Parses a byte count such as `65536`, `64KiB`, `1MiB` or `1M` (powers of 1024),
+/// or `1MB` (a million: SI units keep their meaning).
 ///
 /// # Errors
 ///
 /// A message saying what is accepted, for a bad number, an unknown unit, zero or
 /// an overflow.
 pub fn parse_size(text: &str) -> Result<usize, String> {
-    const ACCEPTED: &str = "expected a number of bytes with an optional unit (B, KiB, MiB, GiB), \
-                            e.g. 65536 or 1MiB";
+    const ACCEPTED: &str = "expected a number of bytes with an optional unit: B; KiB, MiB, GiB \
+                            (or K, M, G: powers of 1024); kB, MB, GB (powers of 1000); \
+                            e.g. 65536, 64KiB or 1MB";
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
@@ -310,6 +315,10 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         "K" | "KiB" | "k" => 1 << 10,
         "M" | "MiB" => 1 << 20,
         "G" | "GiB" => 1 << 30,
+        // SI units mean what they say: a megabyte is a million bytes.
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
         _ => return Err(ACCEPTED.to_string()),
     };
     let bytes = number
@@ -342,7 +351,11 @@ mod tests {
         assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        for bad in ["", "1", "s", "0s", "-1s", "1h", "1e9s", "..s", "99999m"] {
+        assert_eq!(parse_duration("2min"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in [
+            "", "1", "s", "0s", "-1s", "25h", "1d", "1e9s", "..s", "99999m",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
@@ -361,7 +374,10 @@ mod tests {
         assert_eq!(parse_size("65536"), Ok(65536));
         assert_eq!(parse_size("64KiB"), Ok(65536));
         assert_eq!(parse_size("1M"), Ok(1 << 20));
-        for bad in ["", "0", "1TB", "KiB", "-1", "99999999999999999999G"] {
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("1MB"), Ok(1_000_000));
+        assert_eq!(parse_size("64kB"), Ok(64_000));
+        for bad in ["", "0", "1TB", "KiB", "-1", "1mb", "99999999999999999999G"] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
     }

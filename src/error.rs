@@ -22,6 +22,8 @@ pub enum Error {
     Bind {
         /// Which listener: "WebSocket" or "HTTP".
         what: &'static str,
+        /// The flag that sets its address, e.g. `--ws-addr`.
+        flag: &'static str,
         /// The address asked for.
         addr: SocketAddr,
         /// What the OS said.
@@ -46,21 +48,43 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::InvalidConfig(msg) => f.write_str(msg),
-            Error::Bind { what, addr, source } => {
-                write!(f, "cannot listen for {what} on {addr}: {source}")?;
-                let hint = match source.kind() {
+            Error::Bind {
+                what,
+                flag,
+                addr,
+                source,
+            } => {
+                write!(f, "cannot listen for {what} on {addr} ({flag}): {source}")?;
+                match source.kind() {
                     io::ErrorKind::AddrInUse => {
-                        "; is another tickcast running? Choose another port (port 0 picks a free one)"
+                        write!(
+                            f,
+                            "; is another tickcast running? Choose another port with {flag} \
+                             (port 0 picks a free one)"
+                        )?;
+                        if (32768..=60999).contains(&addr.port()) {
+                            // The kernel hands these ports to outgoing connections too.
+                            write!(
+                                f,
+                                ", or wait: {} is in Linux's ephemeral port range, where an \
+                                 outgoing connection may hold it for a while",
+                                addr.port()
+                            )?;
+                        }
+                        Ok(())
                     }
-                    io::ErrorKind::PermissionDenied => {
-                        "; ports below 1024 need root or CAP_NET_BIND_SERVICE, choose a higher port"
-                    }
-                    io::ErrorKind::AddrNotAvailable => {
-                        "; that address is not on this machine, try 127.0.0.1 or 0.0.0.0"
-                    }
-                    _ => "",
-                };
-                f.write_str(hint)
+                    io::ErrorKind::PermissionDenied => write!(
+                        f,
+                        "; ports below 1024 need root or CAP_NET_BIND_SERVICE: choose a higher \
+                         port with {flag}"
+                    ),
+                    io::ErrorKind::AddrNotAvailable => write!(
+                        f,
+                        "; that address is not on this machine: try {flag} 127.0.0.1:PORT or \
+                         0.0.0.0:PORT"
+                    ),
+                    _ => Ok(()),
+                }
             }
             Error::Spawn { thread, source } => write!(
                 f,

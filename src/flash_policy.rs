@@ -106,6 +106,7 @@ impl FlashPolicyServer {
     ) -> Result<FlashPolicyServer, crate::Error> {
         let bind_error = |source| crate::Error::Bind {
             what: "the Flash policy server",
+            flag: "--flash-policy-addr",
             addr,
             source,
         };

@@ -12,14 +12,8 @@ fn main() -> ExitCode {
             config,
             publish_stdin,
         }) => (config, publish_stdin),
-        Ok(Command::Help) => {
-            println!("{}", cli::help());
-            return ExitCode::SUCCESS;
-        }
-        Ok(Command::Version) => {
-            println!("tickcast {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
+        Ok(Command::Help) => return print(&cli::help()),
+        Ok(Command::Version) => return print(&format!("tickcast {}", env!("CARGO_PKG_VERSION"))),
         Err(e) => {
             eprintln!("tickcast: {e}");
             return ExitCode::from(2);
@@ -48,6 +42,22 @@ fn main() -> ExitCode {
     log::info!("stopping: closing every client with 1001");
     server.shutdown();
     ExitCode::SUCCESS
+}
+
+/// Writes `text` and a newline to standard output. A reader that has gone
+/// (`tickcast --help | head -1`) is not an error: the output just ends there, as
+/// any Unix tool's does (`println!` would panic instead).
+fn print(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tickcast: cannot write to standard output: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The longest line taken from standard input; longer lines are cut.

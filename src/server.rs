@@ -102,16 +102,31 @@ impl Server {
     /// listener cannot bind, [`Error::Spawn`] if a thread cannot start.
     pub fn start(config: Config) -> Result<Server, Error> {
         config.validate()?;
-        let bind = |what: &'static str, addr: SocketAddr| {
-            let bind_error = |source| Error::Bind { what, addr, source };
+        let bind = |what: &'static str, flag: &'static str, addr: SocketAddr| {
+            let bind_error = |source| Error::Bind {
+                what,
+                flag,
+                addr,
+                source,
+            };
             let listener = listener::bind(addr).map_err(bind_error)?;
             let bound = listener.local_addr().map_err(bind_error)?;
             Ok::<_, Error>((listener, bound))
         };
-        let (ws_listener, ws_addr) = bind("WebSocket", config.ws_addr)?;
-        let http_listener = match config.http_addr {
-            Some(addr) => Some(bind("HTTP", addr)?),
-            None => None,
+        // Both ports are tried before either fails, so that a user learns of every
+        // port to change at once, not one per attempt.
+        let ws = bind("WebSocket", "--ws-addr", config.ws_addr);
+        let http = config
+            .http_addr
+            .map(|addr| bind("HTTP", "--http-addr", addr))
+            .transpose();
+        let (ws_listener, ws_addr, http_listener) = match (ws, http) {
+            (Ok((listener, addr)), Ok(http)) => (listener, addr, http),
+            (Err(ws), Err(http)) => {
+                log::error!("{http}");
+                return Err(ws);
+            }
+            (Err(e), Ok(_)) | (Ok(_), Err(e)) => return Err(e),
         };
         let http_addr = http_listener.as_ref().map(|(_, addr)| *addr);
         let max_clients = max_clients(&config);
@@ -289,9 +304,10 @@ impl Server {
         // 4. Clients answer the close frame and their threads end; give them a
         // moment before hanging up on the rest.
         if !self.shared.registry.wait_no_clients(CLOSE_GRACE) {
+            let n = self.shared.registry.clients();
             log::debug!(
-                "{} clients did not answer the close frame; hanging up",
-                self.shared.registry.clients()
+                "{n} client{} did not answer the close frame; hanging up",
+                if n == 1 { "" } else { "s" }
             );
         }
         // 5. Stop the HTTP port, hang up on every connection left, join every thread.

@@ -418,7 +418,11 @@ impl Hub {
                 Sink::Sse(sink) => sink.close(LeaveReason::Shutdown),
             }
         }
-        log::debug!("hub closed {} clients and stopped", self.clients.len());
+        let n = self.clients.len();
+        log::debug!(
+            "hub closed {n} client{} and stopped",
+            if n == 1 { "" } else { "s" }
+        );
         // Dropping the SSE sinks wakes their threads.
         self.clients.clear();
     }

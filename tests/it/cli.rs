@@ -232,3 +232,88 @@ fn stdin_lines_are_broadcast() {
     running.next_of_type("tick");
     assert!(running.terminate().success());
 }
+
+/// Output into a pipe whose reader has gone (`tickcast --help | head -1`) ends
+/// quietly with status 0, as any Unix tool's does, instead of a panic.
+#[cfg(unix)]
+#[test]
+fn help_into_a_closed_pipe_exits_quietly() {
+    for flag in ["--help", "--version"] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        // The reader is gone before tickcast writes anything: every write fails.
+        drop(reader);
+        let out = tickcast()
+            .arg(flag)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{flag}: {err}");
+        assert!(err.is_empty(), "{flag}: {err}");
+    }
+}
+
+/// Ports already taken: the error names the flag to change, and both ports are
+/// reported at once, not one per attempt.
+#[test]
+fn taken_ports_name_their_flags_both_at_once() {
+    let ws = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (ws_addr, http_addr) = (ws.local_addr().unwrap(), http.local_addr().unwrap());
+    let out = tickcast()
+        .args(["--ws-addr", &ws_addr.to_string()])
+        .args(["--http-addr", &http_addr.to_string()])
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for (flag, addr) in [("--ws-addr", ws_addr), ("--http-addr", http_addr)] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&format!("{addr} ({flag})")) && l.contains("another port")),
+            "no line names {flag} for {addr}:\n{err}"
+        );
+    }
+
+    // Only the HTTP port taken: named as such.
+    drop(ws);
+    let out = tickcast()
+        .args(["--ws-addr", "127.0.0.1:0"])
+        .args(["--http-addr", &http_addr.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("(--http-addr)"), "{err}");
+    drop(http);
+}
+
+/// The units people type are taken (`1h`, `2min`, `1MB`, `64kB`), and a unit that
+/// is not says which spellings work.
+#[test]
+fn common_unit_spellings_are_accepted() {
+    // `--help` last: every flag before it is parsed first, and refused if bad.
+    let out = tickcast()
+        .args(["--heartbeat", "1h", "--interval", "2min"])
+        .args(["--max-message-size", "1MB", "--max-header-size", "64kB"])
+        .arg("--help")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+
+    let out = tickcast()
+        .args(["--max-message-size", "1mb"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("MiB") && err.contains("MB"), "{err}");
+    let out = tickcast().args(["--heartbeat", "1d"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("h)") || err.contains(" h,"), "{err}");
+}
