@@ -230,7 +230,9 @@ impl Hub {
                 outbox.write(&greeting)
             }
             Sink::Sse(sse) => {
-                greeting.extend_from_slice(&self.sse_event(Some("welcome"), &text));
+                // No id: ids count the events every client gets (see `sse_event`).
+                let welcome = sse::sse_event(None, Some("welcome"), &text);
+                greeting.extend_from_slice(&sse::chunk(&welcome));
                 sse.send(&Arc::from(greeting.as_slice()))
             }
         };
@@ -286,11 +288,14 @@ impl Hub {
         self.metrics.clients.store(count, Ordering::Relaxed);
     }
 
-    /// Encodes an SSE event with the next id.
+    /// Encodes an SSE event for every client, with the next id. Ids count only the
+    /// events every client gets (broadcasts, leave notices), so the ids one stream
+    /// sees have no gap unless it really missed an event; welcomes and join notices,
+    /// which some clients do not get, carry no id.
     fn sse_event(&mut self, event: Option<&str>, text: &str) -> Arc<[u8]> {
         let id = self.next_event_id;
         self.next_event_id += 1;
-        sse::chunk(&sse::sse_event(id, event, text))
+        sse::chunk(&sse::sse_event(Some(id), event, text))
     }
 
     /// Pings the next group of clients (SSE clients get a comment instead), after
@@ -392,7 +397,10 @@ impl Hub {
     fn send_presence(&mut self) {
         let notices = self.presence.take_notices(self.clients.len());
         if let Some((text, newest)) = notices.join {
-            let sse = (self.sse_clients > 0).then(|| self.sse_event(Some("join"), &text));
+            // No id: the newest joiner does not get this notice, and an id it never
+            // saw would look to it like a missed event.
+            let sse = (self.sse_clients > 0)
+                .then(|| sse::chunk(&sse::sse_event(None, Some("join"), &text)));
             let message = Encoded {
                 frame: &frame::text_frame(text),
                 sse,

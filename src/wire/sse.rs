@@ -15,15 +15,18 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-/// One Server-Sent Events message: `id`, an optional `event` name, and the text as
-/// `data` (one `data:` line per line of text, as the SSE format requires).
+/// One Server-Sent Events message: an optional `id`, an optional `event` name, and
+/// the text as `data` (one `data:` line per line of text, as the SSE format
+/// requires). An event without an `id` leaves the client's last event id as it was.
 ///
 /// A line of text ends at `\r\n`, `\n` or a bare `\r`, because that is where an
 /// `EventSource` ends it: text after an unsplit `\r` would be read as a field of its
 /// own (`id: …`, `event: …`). The browser sees every line ending as `\n`.
-pub fn sse_event(id: u64, event: Option<&str>, text: &str) -> String {
+pub fn sse_event(id: Option<u64>, event: Option<&str>, text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 40);
-    let _ = writeln!(out, "id: {id}");
+    if let Some(id) = id {
+        let _ = writeln!(out, "id: {id}");
+    }
     if let Some(event) = event {
         let _ = writeln!(out, "event: {event}");
     }
@@ -60,11 +63,21 @@ mod tests {
     #[test]
     fn sse_events_split_lines_into_data_fields() {
         assert_eq!(
-            sse_event(7, Some("tick"), "{}"),
+            sse_event(Some(7), Some("tick"), "{}"),
             "id: 7\nevent: tick\ndata: {}\n\n"
         );
-        assert_eq!(sse_event(8, None, "a\nb"), "id: 8\ndata: a\ndata: b\n\n");
-        assert_eq!(sse_event(8, None, "a\r\nb"), "id: 8\ndata: a\ndata: b\n\n");
+        assert_eq!(
+            sse_event(Some(8), None, "a\nb"),
+            "id: 8\ndata: a\ndata: b\n\n"
+        );
+        assert_eq!(
+            sse_event(Some(8), None, "a\r\nb"),
+            "id: 8\ndata: a\ndata: b\n\n"
+        );
+        assert_eq!(
+            sse_event(None, Some("join"), "{}"),
+            "event: join\ndata: {}\n\n"
+        );
     }
 
     /// Found by the `sse_event` fuzz target: a bare `\r` ends a line for the
@@ -72,7 +85,7 @@ mod tests {
     #[test]
     fn a_bare_carriage_return_cannot_start_a_field() {
         assert_eq!(
-            sse_event(9, None, "a\revent: evil\rb"),
+            sse_event(Some(9), None, "a\revent: evil\rb"),
             "id: 9\ndata: a\ndata: event: evil\ndata: b\n\n"
         );
     }

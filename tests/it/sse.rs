@@ -160,7 +160,9 @@ fn sse_stream_carries_welcome_and_ticks() {
     let (first, tick1) = sse.next_named("tick");
     let (second, tick2) = sse.next_named("tick");
     assert_eq!(tick2["seq"].as_u64(), tick1["seq"].as_u64().map(|s| s + 1));
-    assert!(welcome.id < first.id && first.id < second.id);
+    // Ids count the events every client gets: the welcome carries none.
+    assert_eq!(welcome.id, None);
+    assert_eq!(second.id, first.id.map(|id| id + 1));
     assert!(tick1["time"].as_str().unwrap().ends_with('Z'));
 }
 
@@ -282,4 +284,38 @@ fn sse_streams_count_against_max_clients() {
     assert_eq!(status, 503, "a WebSocket client beside the stream");
     // The stream goes on.
     sse.next_named("tick");
+}
+
+/// The ids a stream sees go up by exactly one from event to event, across its own
+/// join and another client's: a gap means a missed event, and none is missed here.
+/// Welcomes and join notices, which not every client gets, carry no id.
+#[test]
+fn sse_ids_have_no_gaps() {
+    let server = start();
+    let mut sse = SseClient::connect(server.http_addr().unwrap());
+    let mut last_id: Option<u64> = None;
+    let mut joins = 0;
+    let mut other = None;
+    for n in 0..12 {
+        let event = sse.next_event().expect("the stream stays open");
+        if matches!(event.name.as_deref(), Some("welcome" | "join")) {
+            assert_eq!(event.id, None, "{event:?}");
+            joins += usize::from(event.name.as_deref() == Some("join"));
+        }
+        if let Some(id) = event.id {
+            if let Some(last) = last_id {
+                assert_eq!(id, last + 1, "after id {last}: {event:?}");
+            }
+            last_id = Some(id);
+        }
+        if n == 3 {
+            // Another client joins: a join notice reaches this stream.
+            let mut client = Client::connect(&server);
+            client.welcome();
+            other = Some(client);
+        }
+    }
+    assert!(last_id.is_some(), "no event with an id");
+    assert_eq!(joins, 1, "the other client's join notice");
+    drop(other);
 }

@@ -497,15 +497,17 @@ pub fn lines(data: &[u8]) {
 pub fn sse_event(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let want = text.replace("\r\n", "\n").replace('\r', "\n");
-    for event in [None, Some("line")] {
-        let wire = fuzzing::sse_event(42, event, &text);
-        let events = parse_event_stream(&wire);
-        let expected = vec![SseEvent {
-            id: "42".into(),
-            kind: event.unwrap_or("message").into(),
-            data: want.clone(),
-        }];
-        assert_eq!(events, expected, "{wire:?}");
+    for id in [Some(42), None] {
+        for event in [None, Some("line")] {
+            let wire = fuzzing::sse_event(id, event, &text);
+            let events = parse_event_stream(&wire);
+            let expected = vec![SseEvent {
+                id: id.map(|id| id.to_string()).unwrap_or_default(),
+                kind: event.unwrap_or("message").into(),
+                data: want.clone(),
+            }];
+            assert_eq!(events, expected, "{wire:?}");
+        }
     }
 }
 
