@@ -131,6 +131,22 @@ pub struct Config {
     /// Default 15 s.
     pub http_idle_timeout: Duration,
 
+    /// Whether a client's text and binary messages are echoed back to it.
+    ///
+    /// Default `true`, the tutorial's behaviour. An embedding program that answers
+    /// its clients itself (from [`crate::ClientEvents`]) usually turns it off.
+    pub echo: bool,
+
+    /// The size of the queue of [`crate::ClientEvent`]s (joins, messages, leaves)
+    /// an embedding program reads with [`crate::Server::client_events`], or `None`
+    /// (the default) for no events at all.
+    ///
+    /// The queue never grows past this many events: when the program reads more
+    /// slowly than events come, the hub drops joins and leaves rather than wait, and
+    /// a client's thread waits for room for its own messages (see
+    /// [`crate::ClientEvents`]); whatever is dropped is counted and logged.
+    pub client_events: Option<usize>,
+
     /// How long the hub gathers joins and leaves before announcing them in one
     /// notice. A mass disconnect of N clients then costs a handful of broadcasts,
     /// not N.
@@ -175,6 +191,8 @@ impl Default for Config {
             flash_policy_allow: Vec::new(),
             handshake_timeout: Duration::from_secs(10),
             max_handshake_size: 8 << 10,
+            echo: true,
+            client_events: None,
             max_http_connections: 512,
             http_request_timeout: Duration::from_secs(10),
             http_idle_timeout: Duration::from_secs(15),
@@ -206,6 +224,9 @@ impl Config {
         }
         if self.max_clients == Some(0) {
             return invalid("--max-clients must be at least 1".into());
+        }
+        if self.client_events == Some(0) {
+            return invalid("the client event queue must hold at least 1 event".into());
         }
         if self.max_http_connections == 0 {
             return invalid("--max-http-connections must be at least 1".into());

@@ -78,6 +78,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+mod client_event;
 pub mod config;
 mod delivery;
 mod error;
@@ -98,7 +99,9 @@ mod ticker;
 mod wire;
 mod ws;
 
+pub use client_event::{ClientEvent, ClientEvents};
 pub use config::Config;
 pub use error::Error;
 pub use lines::{publish_lines, LinesPublished};
 pub use server::{Publisher, Server};
+pub use wire::message::{ClientId, LeaveReason};

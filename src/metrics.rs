@@ -168,7 +168,6 @@ impl<L: Label> Counters<L> {
     }
 
     /// The sum over every label.
-    #[cfg(test)]
     pub(crate) fn total(&self) -> u64 {
         self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
@@ -185,6 +184,30 @@ impl<L: Label> Counters<L> {
                 )
             })
             .collect()
+    }
+}
+
+/// Which kind of client event the program's queue had no room for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientEventKind {
+    Joined,
+    Message,
+    Left,
+}
+
+impl Label for ClientEventKind {
+    const ALL: &'static [ClientEventKind] = &[
+        ClientEventKind::Joined,
+        ClientEventKind::Message,
+        ClientEventKind::Left,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            ClientEventKind::Joined => "joined",
+            ClientEventKind::Message => "message",
+            ClientEventKind::Left => "left",
+        }
     }
 }
 
@@ -244,10 +267,16 @@ pub(crate) struct Metrics {
     pub(crate) frames_sent: AtomicU64,
     /// Bytes of the frames counted in `frames_sent`.
     pub(crate) bytes_sent: AtomicU64,
-    /// Client messages received to be echoed back.
+    /// Client messages received (text and binary).
+    pub(crate) messages_received: AtomicU64,
+    /// Client messages echoed back (with `Config::echo`).
     pub(crate) messages_echoed: AtomicU64,
     /// Clients cut off past `--max-backlog`.
     pub(crate) backlog_cutoffs: AtomicU64,
+    /// Client events the program's queue had no room for, by kind.
+    pub(crate) client_events_dropped: Counters<ClientEventKind>,
+    /// Messages for one client that had gone when the hub came to send them.
+    pub(crate) undeliverable: AtomicU64,
     /// Failed `accept`s on either port.
     pub(crate) accept_errors: AtomicU64,
     /// The latest tick's `seq`.
@@ -397,14 +426,32 @@ impl Metrics {
         metric(
             "messages_echoed_total",
             "counter",
-            "Client messages received to be echoed back (counted as they arrive).",
+            "Client messages echoed back (counted as they arrive; none with echo off).",
             &one(&self.messages_echoed),
+        );
+        metric(
+            "messages_received_total",
+            "counter",
+            "Text and binary messages received from clients.",
+            &one(&self.messages_received),
         );
         metric(
             "backlog_cutoffs_total",
             "counter",
             "Clients cut off because their backlog passed --max-backlog.",
             &one(&self.backlog_cutoffs),
+        );
+        metric(
+            "client_events_dropped_total",
+            "counter",
+            "Client events the embedding program's queue had no room for, by kind.",
+            &self.client_events_dropped.samples("kind"),
+        );
+        metric(
+            "undeliverable_messages_total",
+            "counter",
+            "Messages sent to one client (Publisher::send_to) that had gone by then.",
+            &one(&self.undeliverable),
         );
         metric(
             "accept_errors_total",

@@ -10,12 +10,14 @@
 //! clients a moment to answer, hang up on the rest, join every thread.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, unbounded, Sender};
 
+use crate::client_event::{self, ClientEvents};
 use crate::flash_policy::{self, FlashPolicyServer};
 use crate::hub::{Broadcast, Hub, HubEvent, FRAME_QUEUE};
 use crate::limits::{self, Capacity, Machine};
@@ -24,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::shared::Shared;
 use crate::shutdown::{connectable, StopFlag};
-use crate::wire::message;
+use crate::wire::message::{self, ClientId};
 use crate::{ticker, Config, Error};
 
 /// How long shutdown waits for clients to answer the close frame before hanging up.
@@ -46,6 +48,8 @@ pub struct Server {
     shared: Arc<Shared>,
     /// Encoded frames to the hub; cloned into every [`Publisher`].
     frames_tx: Sender<Broadcast>,
+    /// The program's end of the client event queue, if it asked for one.
+    client_events: Option<ClientEvents>,
     /// Dropping this wakes the ticker, which then ends.
     stop_ticker_tx: Option<Sender<()>>,
     /// `hub` and `ticker`, in the order they are joined at shutdown.
@@ -86,10 +90,27 @@ impl Publisher {
         self.publish(Some("line"), message::line(line))
     }
 
+    /// Sends `text` as one text frame to client `id` alone (an SSE client gets it
+    /// as an unnamed event), in order with the broadcasts published before it.
+    ///
+    /// The hub delivers it a moment later: if the client has gone by then, the
+    /// message is dropped and counted (`tickcast_undeliverable_messages_total`).
+    /// Ids come from [`ClientEvent::Joined`](crate::ClientEvent) or the client's
+    /// welcome.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Stopped`] once the server has shut down.
+    pub fn send_to(&self, id: ClientId, text: impl Into<String>) -> Result<(), Error> {
+        self.send(Broadcast::to(id, text.into()))
+    }
+
     fn publish(&self, event: Option<&'static str>, text: String) -> Result<(), Error> {
-        self.frames_tx
-            .send(Broadcast::new(event, text))
-            .map_err(|_| Error::Stopped)
+        self.send(Broadcast::new(event, text))
+    }
+
+    fn send(&self, message: Broadcast) -> Result<(), Error> {
+        self.frames_tx.send(message).map_err(|_| Error::Stopped)
     }
 }
 
@@ -144,6 +165,13 @@ impl Server {
         });
 
         let (events_tx, events_rx) = unbounded();
+        let (client_events_tx, client_events) = match config.client_events {
+            Some(capacity) => {
+                let (tx, rx) = client_event::channel(capacity);
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         let (frames_tx, frames_rx) = bounded(FRAME_QUEUE);
         let ws_config = tungstenite::protocol::WebSocketConfig::default()
             .read_buffer_size(config.read_buffer_size)
@@ -160,6 +188,7 @@ impl Server {
             max_clients,
             ws_config,
             events_tx,
+            client_events_tx: client_events_tx.clone(),
             registry: Arc::new(Registry::new(metrics.clone())),
             metrics: metrics.clone(),
         });
@@ -172,6 +201,7 @@ impl Server {
             http_listener: None,
             flash: None,
             shared: shared.clone(),
+            client_events,
             stop_ticker_tx: None,
             threads: Vec::new(),
         };
@@ -179,6 +209,7 @@ impl Server {
         let hub = Hub::new(
             shared.config.presence_window,
             shared.config.heartbeat,
+            client_events_tx,
             metrics.clone(),
         );
         server.spawn("hub", move || hub.run(events_rx, frames_rx))?;
@@ -268,9 +299,23 @@ impl Server {
     }
 
     /// How many client connections are open: WebSocket connections, counting
-    /// those still in their handshake, and SSE streams.
+    /// those still in their handshake, and SSE streams. For the clients that can
+    /// already receive a message, see [`Server::clients`].
     pub fn connections(&self) -> usize {
         self.shared.registry.clients()
+    }
+
+    /// How many clients are welcomed and not yet gone: every one of them receives
+    /// what is published from now on.
+    pub fn clients(&self) -> usize {
+        usize::try_from(self.shared.metrics.clients.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
+    }
+
+    /// The queue of [`ClientEvent`](crate::ClientEvent)s (joins, messages, leaves)
+    /// to read on a thread of your own, if [`Config::client_events`] asked for one;
+    /// `None` otherwise. Every call gives a reader of the same queue.
+    pub fn client_events(&self) -> Option<ClientEvents> {
+        self.client_events.clone()
     }
 
     /// Closes every client with 1001 "going away" and joins every thread.

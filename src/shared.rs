@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 
+use crate::client_event::ClientEventsTx;
 use crate::hub::HubEvent;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -24,6 +25,9 @@ pub(crate) struct Shared {
     pub(crate) ws_config: tungstenite::protocol::WebSocketConfig,
     /// Joins, leaves and shutdown, to the hub.
     pub(crate) events_tx: Sender<HubEvent>,
+    /// Client messages to the embedding program, if it asked for them
+    /// ([`Config::client_events`]).
+    pub(crate) client_events_tx: Option<ClientEventsTx>,
     /// The page's URL, for the 400 answer to plain HTTP requests on this port.
     pub(crate) page_url: Option<String>,
     /// The Flash policy document, if `--flash-policy-addr` is set: the WebSocket

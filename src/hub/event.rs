@@ -47,7 +47,8 @@ pub(crate) enum HubEvent {
     Shutdown,
 }
 
-/// One message for every client, as it travels to the hub.
+/// One message for every client (or, from `Publisher::send_to`, for one), as it
+/// travels to the hub.
 pub(crate) struct Broadcast {
     /// The message as one complete WebSocket frame, encoded by the publisher.
     pub(crate) frame: Vec<u8>,
@@ -55,6 +56,8 @@ pub(crate) struct Broadcast {
     pub(crate) text: String,
     /// The SSE event name (`tick`, `line`), or `None` for a plain message.
     pub(crate) event: Option<&'static str>,
+    /// The one client it is for, or `None` for every client.
+    pub(crate) to: Option<ClientId>,
 }
 
 impl Broadcast {
@@ -64,6 +67,15 @@ impl Broadcast {
             frame: frame::text_frame(text.clone()),
             text,
             event,
+            to: None,
+        }
+    }
+
+    /// Encodes `text` once, for client `id` alone.
+    pub(crate) fn to(id: ClientId, text: String) -> Broadcast {
+        Broadcast {
+            to: Some(id),
+            ..Broadcast::new(None, text)
         }
     }
 }

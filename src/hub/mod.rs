@@ -48,6 +48,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, Sender};
 use tungstenite::protocol::frame::coding::CloseCode;
 
+use crate::client_event::{ClientEvent, ClientEventsTx};
 use crate::delivery::Delivery;
 use crate::metrics::{JoinFailure, Metrics};
 use crate::wire::message::{self, ClientId, LeaveReason};
@@ -102,6 +103,8 @@ pub(crate) struct Hub {
     heartbeat: Option<Heartbeat>,
     /// The counters: clients, joins, leaves, frames and bytes sent.
     metrics: Arc<Metrics>,
+    /// Joins and leaves, to the embedding program, if it asked for them.
+    client_events: Option<ClientEventsTx>,
     /// How many threads share a large broadcast: the number of cores, at most 4.
     fan_out_threads: usize,
 }
@@ -110,9 +113,11 @@ impl Hub {
     pub(crate) fn new(
         presence_window: Duration,
         heartbeat: Option<Duration>,
+        client_events: Option<ClientEventsTx>,
         metrics: Arc<Metrics>,
     ) -> Hub {
         Hub {
+            client_events,
             clients: BTreeMap::new(),
             next_id: 1,
             sse_clients: 0,
@@ -169,7 +174,7 @@ impl Hub {
                                 Err(_) => break,
                             }
                         }
-                        self.broadcast(&batch);
+                        self.deliver(&batch);
                     }
                     Err(_) => break,
                 },
@@ -190,7 +195,7 @@ impl Hub {
         // close frame: a publisher whose `publish` returned Ok loses nothing.
         let queued: Vec<Broadcast> = frames_rx.try_iter().take(FRAME_QUEUE).collect();
         for batch in queued.chunks(BROADCAST_BATCH) {
-            self.broadcast(batch);
+            self.deliver(batch);
         }
         self.close_all();
     }
@@ -261,6 +266,9 @@ impl Hub {
         self.count_clients();
         self.presence.joined(id);
         log::debug!("client {id} ({peer}) joined");
+        if let Some(events) = &self.client_events {
+            events.send_now(ClientEvent::Joined { id, peer }, &self.metrics);
+        }
         if id_tx.send(id).is_err() {
             // Its thread ended while waiting (a panic): nobody will ever send its
             // Leave, so remove it here rather than keep a ghost.
@@ -278,6 +286,9 @@ impl Hub {
                 self.sse_clients -= 1;
             }
             self.metrics.left.add(reason);
+            if let Some(events) = &self.client_events {
+                events.send_now(ClientEvent::Left { id, reason }, &self.metrics);
+            }
             self.count_clients();
             self.presence.left(id, reason);
         }
@@ -324,7 +335,37 @@ impl Hub {
         self.send_to(&round.ping(), |id| round.includes(id));
     }
 
-    /// Sends one message to every client, both encodings made once.
+    /// Writes a batch from the frames channel, in order: each run of broadcasts goes
+    /// out together, a message for one client to that client alone.
+    fn deliver(&mut self, batch: &[Broadcast]) {
+        for run in batch.chunk_by(|a, b| a.to.is_none() && b.to.is_none()) {
+            match run {
+                [one] if one.to.is_some() => self.send_one(one),
+                _ => self.broadcast(run),
+            }
+        }
+    }
+
+    /// Writes a message for one client (`Publisher::send_to`), if it is still here.
+    /// It carries no SSE id: ids count the events every client gets.
+    fn send_one(&mut self, message: &Broadcast) {
+        let Some(id) = message.to else { return };
+        let Some(client) = self.clients.get(&id) else {
+            self.metrics.undeliverable.fetch_add(1, Ordering::Relaxed);
+            log::debug!("a message for client {id}, which has gone, was dropped");
+            return;
+        };
+        let sse = matches!(client.sink, Sink::Sse(_))
+            .then(|| sse::chunk(&sse::sse_event(None, message.event, &message.text)));
+        let encoded = Encoded {
+            frame: &message.frame,
+            sse,
+            messages: 1,
+        };
+        let outcome = deliver_all(&[(id, &client.sink)], &encoded);
+        self.settle(outcome);
+    }
+
     /// Sends broadcasts, in order, to every client, both encodings made once: the
     /// frames of a batch are joined into one buffer, written with one `send` per
     /// client. Every frame stays whole, so the bytes on the wire are the same as

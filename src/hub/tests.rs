@@ -147,7 +147,7 @@ impl Harness {
         let (events_tx, events_rx) = unbounded();
         let (frames_tx, frames_rx) = bounded(FRAME_QUEUE);
         let metrics = Arc::new(Metrics::default());
-        let hub = Hub::new(Duration::from_millis(50), None, metrics.clone());
+        let hub = Hub::new(Duration::from_millis(50), None, None, metrics.clone());
         let (hub_done_tx, hub_done_rx) = bounded::<()>(0);
         thread::Builder::new()
             .name("hub".into())

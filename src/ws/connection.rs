@@ -33,6 +33,7 @@ use tungstenite::Message;
 
 use super::handshake::{self, Decision};
 use super::outbox::{ClientStream, Outbox};
+use crate::client_event::ClientEvent;
 use crate::hub::heartbeat::clock_ms;
 use crate::hub::sink::Sink;
 use crate::hub::HubEvent;
@@ -255,13 +256,39 @@ fn read_until_done(
             outbox.heard_from_client(clock_ms());
         }
         let result = match message {
-            // The tutorial's message listener, made useful: echo to the sender only.
+            // The tutorial's message listener, made useful: hand the message to the
+            // embedding program, if it listens, and echo it to the sender only.
             Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
                 shared
                     .metrics
-                    .messages_echoed
+                    .messages_received
                     .fetch_add(1, Ordering::Relaxed);
-                ws.send(message)
+                if let Some(events) = &shared.client_events_tx {
+                    let event = match &message {
+                        Message::Binary(data) => ClientEvent::Binary {
+                            id,
+                            data: data.to_vec(),
+                        },
+                        _ => ClientEvent::Text {
+                            id,
+                            text: message.to_text().unwrap_or_default().to_string(),
+                        },
+                    };
+                    // Waits for room while the client is here and the server runs:
+                    // a program that reads slowly slows this client alone.
+                    events.send_waiting(event, &shared.metrics, || {
+                        outbox.closed_reason().is_none() && !shared.stopping.is_raised()
+                    });
+                }
+                if shared.config.echo {
+                    shared
+                        .metrics
+                        .messages_echoed
+                        .fetch_add(1, Ordering::Relaxed);
+                    ws.send(message)
+                } else {
+                    Ok(())
+                }
             }
             // The client closes: answer with its status code (tungstenite has already
             // turned a code that is not allowed into 1002), then wait for it to hang up.
@@ -328,6 +355,7 @@ mod tests {
             max_clients: 10,
             ws_port: 1,
             stopping: crate::shutdown::StopFlag::default(),
+            client_events_tx: None,
             ws_config: tungstenite::protocol::WebSocketConfig::default(),
             events_tx,
             page_url: None,

@@ -7,6 +7,7 @@ mod util;
 mod cli;
 mod conformance;
 mod echo;
+mod embedding;
 mod fan_out;
 mod flash_policy;
 mod handshake;
