@@ -102,3 +102,9 @@ pub use config::Config;
 pub use error::Error;
 pub use lines::{publish_lines, LinesPublished};
 pub use server::{Publisher, Server};
+
+/// The README's Rust examples, compiled by `cargo test --doc` so that the code a
+/// newcomer pastes builds as shown.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
