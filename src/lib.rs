@@ -105,3 +105,9 @@ pub use error::Error;
 pub use lines::{publish_lines, LinesPublished};
 pub use server::{Publisher, Server};
 pub use wire::message::{ClientId, LeaveReason};
+
+/// The README's Rust examples, compiled by `cargo test --doc` so that the code a
+/// newcomer pastes builds as shown.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
