@@ -41,15 +41,30 @@ function setState(kind, text) {
   sendButton.disabled = kind !== "open" || events !== null;
 }
 
-function log(kind, text) {
+// One line in the event log, newest first: the time it arrived, then `parts`
+// (strings, or elements such as timeTag's).
+function log(kind, ...parts) {
   const li = document.createElement("li");
   li.className = kind;
-  const at = document.createElement("span");
+  const at = localTime(new Date());
   at.className = "at";
-  at.textContent = new Date().toLocaleTimeString();
-  li.append(at, text);
+  li.append(at, ...parts);
   logEl.prepend(li);
   while (logEl.children.length > MAX_LOG_LINES) logEl.lastChild.remove();
+}
+
+// A time on the page, as a <time> element: the stylesheet keeps each on one line,
+// so a narrow screen wraps between words, never inside "10:21:56 AM".
+function timeTag(iso, text) {
+  const tag = document.createElement("time");
+  tag.dateTime = iso;
+  tag.textContent = text;
+  return tag;
+}
+
+// `date` as this browser shows a time of day.
+function localTime(date) {
+  return timeTag(date.toISOString(), date.toLocaleTimeString());
 }
 
 async function wsUrl() {
@@ -91,7 +106,7 @@ function handle(text) {
       timeEl.textContent = new Date(msg.time).toLocaleTimeString();
       timeEl.title = msg.time;
       seqEl.textContent = msg.seq;
-      log("tick", `tick ${msg.seq} ${msg.time}`);
+      log("tick", `tick ${msg.seq} `, timeTag(msg.time, msg.time));
       break;
     case "join":
       clientsEl.textContent = msg.clients;

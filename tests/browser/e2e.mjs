@@ -18,12 +18,18 @@
 //      screenshot is saved to target/browser/page-sse.png);
 //   6. `?transport=sse` uses Server-Sent Events from the start: connected, ticking,
 //      echo disabled, and no WebSocket ever opened;
-//   7. the page works behind the README's nginx snippet with TLS
+//   7. the page fits every width, in two checks (phones at 320, 360, 390 and
+//      414 px with mobile emulation; 768, 1024 and 1440 px): nothing scrolls
+//      sideways, the clock's text and the Send button lie inside the viewport, the
+//      cards keep a margin from the edges, and no log line is broken inside a word
+//      or time that would fit on a line of its own (then a screenshot at 360 px is
+//      saved to target/browser/page-phone.png);
+//   8. the page works behind the README's nginx snippet with TLS
 //      (scripts/nginx/tickcast.conf, run by nginx.mjs with a self-signed
 //      certificate): connected over wss:// on the proxy's port, ticking, echoing,
 //      and streaming Server-Sent Events through it;
-//   8. the page raised no uncaught JavaScript error;
-//   9. the server exits with status 0 on SIGTERM (graceful shutdown).
+//   9. the page raised no uncaught JavaScript error;
+//  10. the server exits with status 0 on SIGTERM (graceful shutdown).
 //
 // How: it starts the binary on port 0 for both listeners, reads the page URL the
 // server logs on stderr, and drives Debian's Chromium through playwright-core (no
@@ -213,6 +219,80 @@ function otherHostname(url) {
   return u.toString();
 }
 
+/**
+ * Runs in the page: what is wrong with its layout at `width` px, as a list of
+ * sentences (empty when nothing is). `width` is the width the test asked for, not
+ * innerWidth: with mobile emulation, Chromium widens innerWidth to fit a page
+ * wider than the phone, which would hide the very overflow we look for.
+ */
+function layoutProblems(width) {
+  const EDGE_MARGIN_PX = 8;
+  const problems = [];
+  const pageWidth = Math.max(window.innerWidth, document.documentElement.scrollWidth);
+  if (pageWidth > width) problems.push(`the page is ${pageWidth} px wide: it scrolls sideways`);
+  // The rendered text's rectangles, not its element's box: text can overflow a box.
+  const textOf = (node) => {
+    const range = document.createRange();
+    range.selectNodeContents(node);
+    return range;
+  };
+  const lines = (range) =>
+    new Set([...range.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.top))).size;
+  const inside = (what, { left, right }) => {
+    if (left < 0 || right > width) problems.push(`${what} spans ${Math.round(left)}..${Math.round(right)} px`);
+  };
+  const clock = textOf(document.querySelector("#time"));
+  const clockRect = clock.getBoundingClientRect();
+  inside(`the clock "${clock}"`, clockRect);
+  const clockCard = document.querySelector(".clock");
+  const contentRight = clockCard.getBoundingClientRect().right - parseFloat(getComputedStyle(clockCard).paddingRight);
+  if (clockRect.right > contentRight) problems.push(`the clock "${clock}" runs into its card's padding`);
+  if (lines(clock) > 1) problems.push(`the clock "${clock}" is on ${lines(clock)} lines`);
+  inside("the Send button", document.querySelector("#echo-send").getBoundingClientRect());
+  for (const card of document.querySelectorAll("main > section")) {
+    const { left, right } = card.getBoundingClientRect();
+    if (left < EDGE_MARGIN_PX || right > width - EDGE_MARGIN_PX) {
+      problems.push(`the .${card.classList[0]} card spans ${Math.round(left)}..${Math.round(right)} px, within ${EDGE_MARGIN_PX} px of an edge`);
+    }
+  }
+  // Log lines may wrap between words, and inside a word only when the word is
+  // wider than the line; never inside a number or a time that would fit
+  // ("10:21:56 AM" counts as one word here).
+  for (const block of document.querySelectorAll("#log li")) {
+    if (block.scrollWidth > block.clientWidth) problems.push(`a line overflows: "${block.textContent}"`);
+    const walker = document.createTreeWalker(block, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const word of node.data.matchAll(/\d{1,2}:\d\d:\d\d\s[AP]M|\S+/g)) {
+        const range = document.createRange();
+        range.setStart(node, word.index);
+        range.setEnd(node, word.index + word[0].length);
+        const wordWidth = [...range.getClientRects()].reduce((sum, r) => sum + r.width, 0);
+        if (lines(range) > 1 && wordWidth <= block.clientWidth) {
+          problems.push(`"${word[0]}" is split though it fits on a line: "${block.textContent}"`);
+        }
+      }
+    }
+  }
+  return problems;
+}
+
+/** The first few `problems` as one message, with a count of the rest. */
+function summary(problems, first = 6) {
+  const rest = problems.length - first;
+  return problems.slice(0, first).join("; ") + (rest > 0 ? `; and ${rest} more` : "");
+}
+
+/** Resizes `page` to each width in turn; returns every layout problem found. */
+async function layoutProblemsAt(page, widths, height) {
+  const problems = [];
+  for (const width of widths) {
+    await page.setViewportSize({ width, height });
+    const found = await page.evaluate(layoutProblems, width);
+    problems.push(...found.map((problem) => `at ${width} px, ${problem}`));
+  }
+  return problems;
+}
+
 async function main() {
   const server = startServer();
   let browser = null;
@@ -342,6 +422,54 @@ async function main() {
       const fallbacks = await sse.locator("#log li", { hasText: "falling back" }).count();
       if (fallbacks > 0) throw new Error(`the log says it fell back (${fallbacks} line(s))`);
       await sse.close();
+    });
+
+    await check("page fits phone widths (320 to 414 px)", [], async () => {
+      // Mobile emulation, so the page's <meta name="viewport"> counts as on a phone.
+      const phone = await browser.newContext({
+        viewport: { width: 360, height: 740 },
+        isMobile: true,
+        hasTouch: true,
+        locale: "en-US",
+      });
+      phone.setDefaultTimeout(WAIT_TIMEOUT_MS);
+      try {
+        const page = await phone.newPage();
+        page.on("pageerror", (e) => pageErrors.push(`${url} (phone): ${e.message}`));
+        await page.goto(url);
+        await waitConnected(page);
+        // Tick lines are the longest lines that must wrap between words; a long
+        // unbroken echo is the one kind of word that may be broken.
+        await page.waitForFunction(() => document.querySelectorAll("#log li.tick").length >= 4, null, {
+          timeout: WAIT_TIMEOUT_MS,
+        });
+        const long = `phone-${"0123456789".repeat(8)}`;
+        await page.locator("#echo-input").fill(long);
+        await page.locator("#echo-send").click();
+        await page.locator("#log li.echo", { hasText: long }).waitFor();
+        const problems = await layoutProblemsAt(page, [320, 390, 414, 360], 740);
+        await mkdir(SCREENSHOT_DIR, { recursive: true });
+        await page.screenshot({ path: path.join(SCREENSHOT_DIR, "page-phone.png"), fullPage: true });
+        if (problems.length > 0) throw new Error(summary(problems));
+      } finally {
+        await phone.close();
+      }
+    });
+
+    await check("page fits desktop widths (768 to 1440 px)", [], async () => {
+      const wide = await context.newPage();
+      try {
+        wide.on("pageerror", (e) => pageErrors.push(`${url} (wide): ${e.message}`));
+        await wide.goto(url);
+        await waitConnected(wide);
+        await wide.waitForFunction(() => document.querySelectorAll("#log li.tick").length >= 2, null, {
+          timeout: WAIT_TIMEOUT_MS,
+        });
+        const problems = await layoutProblemsAt(wide, [768, 1024, 1440], 900);
+        if (problems.length > 0) throw new Error(summary(problems));
+      } finally {
+        await wide.close();
+      }
     });
 
     await check("page works behind nginx with TLS (wss:// and SSE)", [], async () => {
