@@ -24,18 +24,25 @@
 //      cards keep a margin from the edges, and no log line is broken inside a word
 //      or time that would fit on a line of its own (then a screenshot at 360 px is
 //      saved to target/browser/page-phone.png);
-//   8. the page works behind the README's nginx snippet with TLS
+//   8. a page that lost its server says so, on the WebSocket and on
+//      ?transport=sse: the label says "disconnected", the clock is marked stale
+//      and looks different, a line says since when and that it retries, the
+//      client count is cleared (then a screenshot of the WebSocket page is saved
+//      to target/browser/page-disconnected.png); when the server is back on the
+//      same ports, both pages reconnect, all of that goes back, and they tick;
+//   9. the page works behind the README's nginx snippet with TLS
 //      (scripts/nginx/tickcast.conf, run by nginx.mjs with a self-signed
 //      certificate): connected over wss:// on the proxy's port, ticking, echoing,
 //      and streaming Server-Sent Events through it;
-//   9. the page raised no uncaught JavaScript error;
-//  10. the server exits with status 0 on SIGTERM (graceful shutdown).
+//  10. the page raised no uncaught JavaScript error;
+//  11. the server exits with status 0 on SIGTERM (graceful shutdown).
 //
 // How: it starts the binary on port 0 for both listeners, reads the page URL the
 // server logs on stderr, and drives Debian's Chromium through playwright-core (no
 // browser download: the executable is /usr/bin/chromium, or $CHROMIUM_PATH).
-// Every wait has a timeout; nothing sleeps. On failure it prints the server's
-// stderr and exits 1. The server is always stopped, by its PID, in `finally`.
+// The lost-server check runs a server of its own, stops it, and starts it again on
+// the ports it had. Every wait has a timeout; nothing sleeps. On failure it prints
+// the server's stderr and exits 1. Every server is stopped, by its PID, in `finally`.
 //
 // Environment:
 //   TICKCAST_BIN   the binary to test (default: ../../target/release/tickcast)
@@ -105,13 +112,14 @@ function timeout(ms, what) {
 }
 
 /**
- * Starts the server on port 0 for both listeners. Returns the child process, a
- * getter for everything it wrote so far, and a promise of its exit status.
+ * Starts the server, by default on port 0 for both listeners (a restart passes the
+ * addresses the first run got). Returns the child process, a getter for everything
+ * it wrote so far, and a promise of its exit status.
  */
-function startServer(interval = "250ms") {
+function startServer({ interval = "250ms", wsAddr = "127.0.0.1:0", httpAddr = "127.0.0.1:0" } = {}) {
   const child = spawn(
     BIN,
-    ["--ws-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--interval", interval],
+    ["--ws-addr", wsAddr, "--http-addr", httpAddr, "--interval", interval],
     {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info" },
@@ -132,12 +140,22 @@ function startServer(interval = "250ms") {
 
 /** Waits for the `page: http://...` log line and returns that URL. */
 async function pageUrl(server) {
+  return (await logged(server, /page: (http:\/\/\S+)/))[1];
+}
+
+/** Waits for the `WebSocket: ws://HOST:PORT/...` log line and returns PORT. */
+async function wsPort(server) {
+  return Number((await logged(server, /WebSocket: ws:\/\/[^\s:]+:(\d+)/))[1]);
+}
+
+/** Waits until the server's output matches `pattern`; returns the match. */
+async function logged(server, pattern) {
   const found = new Promise((resolve) => {
     const look = () => {
-      const m = server.output().match(/page: (http:\/\/\S+)/);
+      const m = server.output().match(pattern);
       if (m) {
         server.child.stderr.off("data", look);
-        resolve(m[1]);
+        resolve(m);
       }
     };
     server.child.stderr.on("data", look);
@@ -153,7 +171,7 @@ async function pageUrl(server) {
   return Promise.race([
     found,
     died,
-    timeout(STARTUP_TIMEOUT_MS, "server did not log `page: http://...` (is RUST_LOG at least info?)"),
+    timeout(STARTUP_TIMEOUT_MS, `server did not log ${pattern} (is RUST_LOG at least info?)`),
   ]);
 }
 
@@ -255,10 +273,10 @@ function layoutProblems(width) {
       problems.push(`the .${card.classList[0]} card spans ${Math.round(left)}..${Math.round(right)} px, within ${EDGE_MARGIN_PX} px of an edge`);
     }
   }
-  // Log lines may wrap between words, and inside a word only when the word is
-  // wider than the line; never inside a number or a time that would fit
-  // ("10:21:56 AM" counts as one word here).
-  for (const block of document.querySelectorAll("#log li")) {
+  // Log lines and the "disconnected since" line may wrap between words, and inside
+  // a word only when the word is wider than the line; never inside a number or a
+  // time that would fit ("10:21:56 AM" counts as one word here).
+  for (const block of document.querySelectorAll("#log li, #since")) {
     if (block.scrollWidth > block.clientWidth) problems.push(`a line overflows: "${block.textContent}"`);
     const walker = document.createTreeWalker(block, NodeFilter.SHOW_TEXT);
     for (let node = walker.nextNode(); node; node = walker.nextNode()) {
@@ -291,6 +309,52 @@ async function layoutProblemsAt(page, widths, height) {
     problems.push(...found.map((problem) => `at ${width} px, ${problem}`));
   }
   return problems;
+}
+
+/**
+ * Runs in the page: how its connection status differs from `want`, as a list of
+ * sentences. "lost": the label says disconnected, the clock is marked stale (class
+ * `stale` on .clock) and does not look as it did live (`liveLook`, its computed
+ * color and opacity), #since says since when and that it retries, the client
+ * count is cleared. "live": all of that undone, and a number of clients shown.
+ * With `explain` false it returns only whether the list is empty, so that
+ * waitForFunction can wait on it.
+ */
+function statusProblems({ want, liveLook, explain }) {
+  const state = document.querySelector("#state");
+  const time = document.querySelector("#time");
+  const since = document.querySelector("#since");
+  const clients = document.querySelector("#clients").textContent.trim();
+  const look = `${getComputedStyle(time).color} ${getComputedStyle(time).opacity}`;
+  const stale = document.querySelector(".clock").classList.contains("stale");
+  const sinceText = since && since.checkVisibility() ? since.textContent.trim() : "";
+  const problems = [];
+  const expect = (ok, what) => ok || problems.push(what);
+  if (want === "lost") {
+    expect(state.classList.contains("closed") && /disconnected/.test(state.textContent), `#state is "${state.textContent}"`);
+    expect(stale, "the clock is not marked stale");
+    expect(look !== liveLook, `the clock looks as it did live (${look})`);
+    expect(/disconnected since \d{1,2}:\d\d:\d\d/.test(sinceText), `#since is "${sinceText}", not "disconnected since <time>"`);
+    expect(/next try|trying again/.test(sinceText), `#since is "${sinceText}", not saying it retries`);
+    expect(!/\d/.test(clients), `the client count still says ${clients}`);
+  } else {
+    expect(state.classList.contains("open") && state.textContent.trim() === "connected", `#state is "${state.textContent}"`);
+    expect(!stale, "the clock is still marked stale");
+    expect(look === liveLook, `the clock looks ${look}, not ${liveLook} as live`);
+    expect(sinceText === "", `#since still shows "${sinceText}"`);
+    expect(/^\d+$/.test(clients), `the client count is "${clients}"`);
+  }
+  return explain ? problems : problems.length === 0;
+}
+
+/** Waits until the page's status is `want` ("lost" or "live"); on timeout, says what differs. */
+async function waitStatus(page, want, liveLook, which = "WebSocket") {
+  try {
+    await page.waitForFunction(statusProblems, { want, liveLook, explain: false }, { timeout: WAIT_TIMEOUT_MS });
+  } catch (e) {
+    const problems = await page.evaluate(statusProblems, { want, liveLook, explain: true });
+    throw new Error(`${which} page not ${want} after ${WAIT_TIMEOUT_MS} ms: ${problems.join("; ")}`);
+  }
 }
 
 async function main() {
@@ -333,7 +397,7 @@ async function main() {
 
     await check("clock shows the server's time before the first tick", [], async () => {
       // No ticks at all: a time on the clock can only have come with the welcome.
-      const quiet = startServer("off");
+      const quiet = startServer({ interval: "off" });
       const other = await context.newPage();
       try {
         const quietUrl = await pageUrl(quiet);
@@ -469,6 +533,59 @@ async function main() {
         if (problems.length > 0) throw new Error(summary(problems));
       } finally {
         await wide.close();
+      }
+    });
+
+    await check("page shows it lost the server, and that it is back", [], async () => {
+      // A server of its own, so that stopping it leaves the others running; it
+      // comes back on the same ports, as after a restart, where the page retries.
+      // One page on the WebSocket (which retries with its own backoff), one on
+      // ?transport=sse (where the browser's EventSource retries).
+      let lone = startServer();
+      const pages = [await context.newPage(), await context.newPage()];
+      const [page, ssePage] = pages;
+      try {
+        const loneUrl = await pageUrl(lone);
+        const loneWsPort = await wsPort(lone);
+        for (const p of pages) p.on("pageerror", (e) => pageErrors.push(`${loneUrl} (lost server): ${e.message}`));
+        await page.goto(loneUrl);
+        await ssePage.goto(`${loneUrl}?transport=sse`);
+        // Two ticks in, so the stale clock and tick number have something to show.
+        for (const p of pages) {
+          await waitConnected(p);
+          await p.waitForFunction(
+            () => /^\d+$/.test(document.querySelector("#clients").textContent) && document.querySelectorAll("#log li.tick").length >= 2,
+            null,
+            { timeout: WAIT_TIMEOUT_MS },
+          );
+        }
+        const liveLook = await page.evaluate(() => {
+          const style = getComputedStyle(document.querySelector("#time"));
+          return `${style.color} ${style.opacity}`;
+        });
+
+        const { code, signal } = await stopServer(lone);
+        if (code !== 0) throw new Error(`server exit code ${code}, signal ${signal}`);
+        await waitStatus(page, "lost", liveLook);
+        await waitStatus(ssePage, "lost", liveLook, "?transport=sse");
+        // The lost page's longer lines must fit a phone too.
+        const problems = await layoutProblemsAt(page, [320, 1280], 800);
+        await mkdir(SCREENSHOT_DIR, { recursive: true });
+        await page.screenshot({ path: path.join(SCREENSHOT_DIR, "page-disconnected.png"), fullPage: true });
+        if (problems.length > 0) throw new Error(summary(problems));
+
+        lone = startServer({
+          wsAddr: `127.0.0.1:${loneWsPort}`,
+          httpAddr: `127.0.0.1:${new URL(loneUrl).port}`,
+        });
+        await pageUrl(lone);
+        await waitStatus(page, "live", liveLook);
+        await waitClockTicks(page);
+        await waitStatus(ssePage, "live", liveLook, "?transport=sse");
+        await waitClockTicks(ssePage);
+      } finally {
+        for (const p of pages) await p.close();
+        await stopServer(lone);
       }
     });
 
