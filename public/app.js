@@ -8,7 +8,8 @@
 // If the WebSocket cannot even open (a proxy that does not pass WebSockets, a
 // firewalled port), the page falls back to Server-Sent Events on the page's own
 // origin (/events): the same ticks and notices, one way only, so the echo box is
-// switched off. Add ?transport=sse to the URL to use SSE from the start.
+// switched off. Add ?transport=sse to the URL to use SSE from the start; the page
+// then says it was asked to, and says "fell back" only when the WebSocket failed.
 //
 // While the server is gone the page must not look live: the clock card is marked
 // stale (class "stale", which dims it), a line under the clock says since when and
@@ -36,7 +37,7 @@ const transportEl = el("transport");
 const echoNote = el("echo-note");
 
 let socket = null;
-let events = null; // the EventSource, once we have fallen back to SSE
+let events = null; // the EventSource, once we use SSE
 let everOpened = false; // a WebSocket has opened once: a failure now is an outage
 let backoffMs = BACKOFF_START_MS;
 // When the page lost the server (a Date); null while connected. It stays at the
@@ -156,8 +157,20 @@ function handle(text) {
   }
 }
 
-function useServerSentEvents(why) {
-  if (why) log("status", why + "; falling back to Server-Sent Events");
+// `fallback` says why the WebSocket failed, or is null when ?transport=sse asked
+// for SSE: the page tells the two apart, so "fell back" always means a failure.
+function useServerSentEvents(fallback) {
+  if (fallback) {
+    log("status", fallback + "; falling back to Server-Sent Events");
+    echoNote.textContent =
+      "Echo needs a WebSocket, and none could open, so this page fell back to " +
+      "Server-Sent Events, which only carry messages from the server to you.";
+  } else {
+    log("ok", "using Server-Sent Events, as ?transport=sse asks");
+    echoNote.textContent =
+      "Echo needs a WebSocket. This page uses Server-Sent Events because its address " +
+      "asks for them (?transport=sse); they only carry messages from the server to you.";
+  }
   events = new EventSource("events");
   transportEl.textContent = "Server-Sent Events";
   echoNote.hidden = false;

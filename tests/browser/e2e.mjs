@@ -17,7 +17,8 @@
 //      through /events, and the echo box is disabled with #echo-note shown (then a
 //      screenshot is saved to target/browser/page-sse.png);
 //   6. `?transport=sse` uses Server-Sent Events from the start: connected, ticking,
-//      echo disabled, and no WebSocket ever opened;
+//      echo disabled, no WebSocket ever opened, and the page says SSE was asked
+//      for, not "fell back" (which the check before requires when it did);
 //   7. the page fits every width, in two checks (phones at 320, 360, 390 and
 //      414 px with mobile emulation; 768, 1024 and 1440 px): nothing scrolls
 //      sideways, the clock's text and the Send button lie inside the viewport, the
@@ -465,6 +466,8 @@ async function main() {
       const tried = `ws://${new URL(url).hostname}:${port}/echo`;
       if (!sockets.includes(tried)) throw new Error(`expected a WebSocket to ${tried}, saw [${sockets.join(", ")}]`);
       await sse.locator("#log li.status", { hasText: "falling back to Server-Sent Events" }).waitFor();
+      const note = await sse.textContent("#echo-note");
+      if (!/fell back/.test(note)) throw new Error(`#echo-note does not say it fell back: "${note}"`);
       await sse.locator("#log li.ok", { hasText: `streaming from ${new URL("events", url)}` }).waitFor();
       await mkdir(SCREENSHOT_DIR, { recursive: true });
       await sse.screenshot({ path: path.join(SCREENSHOT_DIR, "page-sse.png"), fullPage: true });
@@ -482,9 +485,14 @@ async function main() {
       await waitServerSentEvents(sse);
       await waitClockTicks(sse);
       if (sockets.length > 0) throw new Error(`a WebSocket was opened: ${sockets.join(", ")}`);
-      // Asked for, not fallen back to: no "falling back" line in the log.
+      // Asked for, not fallen back to: no "falling back" line in the log, and the
+      // note under the echo box says the address asked for it.
       const fallbacks = await sse.locator("#log li", { hasText: "falling back" }).count();
       if (fallbacks > 0) throw new Error(`the log says it fell back (${fallbacks} line(s))`);
+      const note = await sse.textContent("#echo-note");
+      if (/fell back/.test(note) || !note.includes("?transport=sse")) {
+        throw new Error(`#echo-note does not say ?transport=sse chose SSE: "${note}"`);
+      }
       await sse.close();
     });
 
