@@ -8,7 +8,13 @@
 // If the WebSocket cannot even open (a proxy that does not pass WebSockets, a
 // firewalled port), the page falls back to Server-Sent Events on the page's own
 // origin (/events): the same ticks and notices, one way only, so the echo box is
-// switched off. Add ?transport=sse to the URL to use SSE from the start.
+// switched off. Add ?transport=sse to the URL to use SSE from the start; the page
+// then says it was asked to, and says "fell back" only when the WebSocket failed.
+//
+// While the server is gone the page must not look live: the clock card is marked
+// stale (class "stale", which dims it), a line under the clock says since when and
+// when the next try is, and the client count is cleared, as the page no longer
+// knows it. All of that goes back when a connection opens again.
 "use strict";
 
 const MAX_LOG_LINES = 200;
@@ -17,7 +23,9 @@ const BACKOFF_MAX_MS = 10000;
 
 const el = (id) => document.getElementById(id);
 const stateEl = el("state");
+const clockEl = el("clock");
 const timeEl = el("time");
+const sinceEl = el("since");
 const seqEl = el("seq");
 const clientsEl = el("clients");
 const meEl = el("me");
@@ -29,8 +37,12 @@ const transportEl = el("transport");
 const echoNote = el("echo-note");
 
 let socket = null;
-let events = null; // the EventSource, once we have fallen back to SSE
+let events = null; // the EventSource, once we use SSE
+let everOpened = false; // a WebSocket has opened once: a failure now is an outage
 let backoffMs = BACKOFF_START_MS;
+// When the page lost the server (a Date); null while connected. It stays at the
+// first failure through every retry, so the page can say since when.
+let lostAt = null;
 // Messages we sent and have not seen come back yet. The server echoes verbatim, so
 // a text equal to the oldest of these is our echo, not a server event.
 const awaitingEcho = [];
@@ -41,15 +53,51 @@ function setState(kind, text) {
   sendButton.disabled = kind !== "open" || events !== null;
 }
 
-function log(kind, text) {
+// A connection is open: undo everything showLost did. The client count comes back
+// with the server's welcome message.
+function showConnected() {
+  lostAt = null;
+  clockEl.classList.remove("stale");
+  sinceEl.hidden = true;
+  setState("open", "connected");
+}
+
+// No connection: dim the clock, which has stopped, say since when and what happens
+// `next` (strings or elements), and clear the client count, which the page no
+// longer knows.
+function showLost(...next) {
+  lostAt ??= new Date();
+  clockEl.classList.add("stale");
+  clientsEl.textContent = "–";
+  sinceEl.replaceChildren("disconnected since ", localTime(lostAt), "; ", ...next);
+  sinceEl.hidden = false;
+  setState("closed", "disconnected");
+}
+
+// One line in the event log, newest first: the time it arrived, then `parts`
+// (strings, or elements such as timeTag's).
+function log(kind, ...parts) {
   const li = document.createElement("li");
   li.className = kind;
-  const at = document.createElement("span");
+  const at = localTime(new Date());
   at.className = "at";
-  at.textContent = new Date().toLocaleTimeString();
-  li.append(at, text);
+  li.append(at, ...parts);
   logEl.prepend(li);
   while (logEl.children.length > MAX_LOG_LINES) logEl.lastChild.remove();
+}
+
+// A time on the page, as a <time> element: the stylesheet keeps each on one line,
+// so a narrow screen wraps between words, never inside "10:21:56 AM".
+function timeTag(iso, text) {
+  const tag = document.createElement("time");
+  tag.dateTime = iso;
+  tag.textContent = text;
+  return tag;
+}
+
+// `date` as this browser shows a time of day.
+function localTime(date) {
+  return timeTag(date.toISOString(), date.toLocaleTimeString());
 }
 
 async function wsUrl() {
@@ -91,7 +139,7 @@ function handle(text) {
       timeEl.textContent = new Date(msg.time).toLocaleTimeString();
       timeEl.title = msg.time;
       seqEl.textContent = msg.seq;
-      log("tick", `tick ${msg.seq} ${msg.time}`);
+      log("tick", `tick ${msg.seq} `, timeTag(msg.time, msg.time));
       break;
     case "join":
       clientsEl.textContent = msg.clients;
@@ -109,19 +157,34 @@ function handle(text) {
   }
 }
 
-function useServerSentEvents(why) {
-  if (why) log("status", why + "; falling back to Server-Sent Events");
+// `fallback` says why the WebSocket failed, or is null when ?transport=sse asked
+// for SSE: the page tells the two apart, so "fell back" always means a failure.
+function useServerSentEvents(fallback) {
+  if (fallback) {
+    log("status", fallback + "; falling back to Server-Sent Events");
+    echoNote.textContent =
+      "Echo needs a WebSocket, and none could open, so this page fell back to " +
+      "Server-Sent Events, which only carry messages from the server to you.";
+  } else {
+    log("ok", "using Server-Sent Events, as ?transport=sse asks");
+    echoNote.textContent =
+      "Echo needs a WebSocket. This page uses Server-Sent Events because its address " +
+      "asks for them (?transport=sse); they only carry messages from the server to you.";
+  }
   events = new EventSource("events");
   transportEl.textContent = "Server-Sent Events";
   echoNote.hidden = false;
   input.disabled = true;
   events.onopen = () => {
-    setState("open", "connected");
+    showConnected();
     log("ok", "streaming from " + new URL("events", location.href));
   };
   events.onerror = () => {
-    // EventSource reconnects by itself (the server asks for 2 s between tries).
-    setState("closed", "disconnected; the browser retries");
+    if (lostAt === null) log("status", "lost the event stream");
+    // EventSource reconnects by itself (the server asks for 2 s between tries),
+    // unless the server answered with an error status: then it gives up (CLOSED).
+    const gaveUp = events.readyState === EventSource.CLOSED;
+    showLost(gaveUp ? "the browser gave up: reload the page to try again" : "the browser keeps trying again");
   };
   // Named events carry the same JSON as the WebSocket messages.
   for (const name of ["welcome", "tick", "join", "leave", "line"]) {
@@ -131,7 +194,8 @@ function useServerSentEvents(why) {
 }
 
 async function connect() {
-  setState("connecting", "connecting…");
+  if (lostAt) showLost("trying again now…");
+  else setState("connecting", "connecting…");
   let url;
   try {
     url = await wsUrl();
@@ -146,7 +210,7 @@ async function connect() {
     everOpened = true;
     backoffMs = BACKOFF_START_MS;
     transportEl.textContent = "WebSocket";
-    setState("open", "connected");
+    showConnected();
     log("ok", "connected to " + url);
   };
   socket.onmessage = (event) => {
@@ -168,8 +232,10 @@ async function connect() {
 function retry(why) {
   const delay = backoffMs * (0.75 + Math.random() * 0.5);
   backoffMs = Math.min(backoffMs * 2, BACKOFF_MAX_MS);
-  setState("closed", `${why}; retrying in ${(delay / 1000).toFixed(1)} s`);
-  log("status", why);
+  // A clock time, not "in 4.2 s": the line stays up until the try, and stays true.
+  const next = new Date(Date.now() + delay);
+  log("status", `${why}; next try at `, localTime(next));
+  showLost("next try at ", localTime(next));
   setTimeout(connect, delay);
 }
 
@@ -182,7 +248,6 @@ form.addEventListener("submit", (event) => {
   input.value = "";
 });
 
-let everOpened = false;
 if (new URLSearchParams(location.search).get("transport") === "sse") {
   useServerSentEvents(null);
 } else {

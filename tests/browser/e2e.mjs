@@ -17,19 +17,33 @@
 //      through /events, and the echo box is disabled with #echo-note shown (then a
 //      screenshot is saved to target/browser/page-sse.png);
 //   6. `?transport=sse` uses Server-Sent Events from the start: connected, ticking,
-//      echo disabled, and no WebSocket ever opened;
-//   7. the page works behind the README's nginx snippet with TLS
+//      echo disabled, no WebSocket ever opened, and the page says SSE was asked
+//      for, not "fell back" (which the check before requires when it did);
+//   7. the page fits every width, in two checks (phones at 320, 360, 390 and
+//      414 px with mobile emulation; 768, 1024 and 1440 px): nothing scrolls
+//      sideways, the clock's text and the Send button lie inside the viewport, the
+//      cards keep a margin from the edges, and no log line is broken inside a word
+//      or time that would fit on a line of its own (then a screenshot at 360 px is
+//      saved to target/browser/page-phone.png);
+//   8. a page that lost its server says so, on the WebSocket and on
+//      ?transport=sse: the label says "disconnected", the clock is marked stale
+//      and looks different, a line says since when and that it retries, the
+//      client count is cleared (then a screenshot of the WebSocket page is saved
+//      to target/browser/page-disconnected.png); when the server is back on the
+//      same ports, both pages reconnect, all of that goes back, and they tick;
+//   9. the page works behind the README's nginx snippet with TLS
 //      (scripts/nginx/tickcast.conf, run by nginx.mjs with a self-signed
 //      certificate): connected over wss:// on the proxy's port, ticking, echoing,
 //      and streaming Server-Sent Events through it;
-//   8. the page raised no uncaught JavaScript error;
-//   9. the server exits with status 0 on SIGTERM (graceful shutdown).
+//  10. the page raised no uncaught JavaScript error;
+//  11. the server exits with status 0 on SIGTERM (graceful shutdown).
 //
 // How: it starts the binary on port 0 for both listeners, reads the page URL the
 // server logs on stderr, and drives Debian's Chromium through playwright-core (no
 // browser download: the executable is /usr/bin/chromium, or $CHROMIUM_PATH).
-// Every wait has a timeout; nothing sleeps. On failure it prints the server's
-// stderr and exits 1. The server is always stopped, by its PID, in `finally`.
+// The lost-server check runs a server of its own, stops it, and starts it again on
+// the ports it had. Every wait has a timeout; nothing sleeps. On failure it prints
+// the server's stderr and exits 1. Every server is stopped, by its PID, in `finally`.
 //
 // Environment:
 //   TICKCAST_BIN   the binary to test (default: ../../target/release/tickcast)
@@ -99,13 +113,14 @@ function timeout(ms, what) {
 }
 
 /**
- * Starts the server on port 0 for both listeners. Returns the child process, a
- * getter for everything it wrote so far, and a promise of its exit status.
+ * Starts the server, by default on port 0 for both listeners (a restart passes the
+ * addresses the first run got). Returns the child process, a getter for everything
+ * it wrote so far, and a promise of its exit status.
  */
-function startServer(interval = "250ms") {
+function startServer({ interval = "250ms", wsAddr = "127.0.0.1:0", httpAddr = "127.0.0.1:0" } = {}) {
   const child = spawn(
     BIN,
-    ["--ws-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--interval", interval],
+    ["--ws-addr", wsAddr, "--http-addr", httpAddr, "--interval", interval],
     {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info" },
@@ -126,12 +141,22 @@ function startServer(interval = "250ms") {
 
 /** Waits for the `page: http://...` log line and returns that URL. */
 async function pageUrl(server) {
+  return (await logged(server, /page: (http:\/\/\S+)/))[1];
+}
+
+/** Waits for the `WebSocket: ws://HOST:PORT/...` log line and returns PORT. */
+async function wsPort(server) {
+  return Number((await logged(server, /WebSocket: ws:\/\/[^\s:]+:(\d+)/))[1]);
+}
+
+/** Waits until the server's output matches `pattern`; returns the match. */
+async function logged(server, pattern) {
   const found = new Promise((resolve) => {
     const look = () => {
-      const m = server.output().match(/page: (http:\/\/\S+)/);
+      const m = server.output().match(pattern);
       if (m) {
         server.child.stderr.off("data", look);
-        resolve(m[1]);
+        resolve(m);
       }
     };
     server.child.stderr.on("data", look);
@@ -147,7 +172,7 @@ async function pageUrl(server) {
   return Promise.race([
     found,
     died,
-    timeout(STARTUP_TIMEOUT_MS, "server did not log `page: http://...` (is RUST_LOG at least info?)"),
+    timeout(STARTUP_TIMEOUT_MS, `server did not log ${pattern} (is RUST_LOG at least info?)`),
   ]);
 }
 
@@ -213,6 +238,126 @@ function otherHostname(url) {
   return u.toString();
 }
 
+/**
+ * Runs in the page: what is wrong with its layout at `width` px, as a list of
+ * sentences (empty when nothing is). `width` is the width the test asked for, not
+ * innerWidth: with mobile emulation, Chromium widens innerWidth to fit a page
+ * wider than the phone, which would hide the very overflow we look for.
+ */
+function layoutProblems(width) {
+  const EDGE_MARGIN_PX = 8;
+  const problems = [];
+  const pageWidth = Math.max(window.innerWidth, document.documentElement.scrollWidth);
+  if (pageWidth > width) problems.push(`the page is ${pageWidth} px wide: it scrolls sideways`);
+  // The rendered text's rectangles, not its element's box: text can overflow a box.
+  const textOf = (node) => {
+    const range = document.createRange();
+    range.selectNodeContents(node);
+    return range;
+  };
+  const lines = (range) =>
+    new Set([...range.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.top))).size;
+  const inside = (what, { left, right }) => {
+    if (left < 0 || right > width) problems.push(`${what} spans ${Math.round(left)}..${Math.round(right)} px`);
+  };
+  const clock = textOf(document.querySelector("#time"));
+  const clockRect = clock.getBoundingClientRect();
+  inside(`the clock "${clock}"`, clockRect);
+  const clockCard = document.querySelector(".clock");
+  const contentRight = clockCard.getBoundingClientRect().right - parseFloat(getComputedStyle(clockCard).paddingRight);
+  if (clockRect.right > contentRight) problems.push(`the clock "${clock}" runs into its card's padding`);
+  if (lines(clock) > 1) problems.push(`the clock "${clock}" is on ${lines(clock)} lines`);
+  inside("the Send button", document.querySelector("#echo-send").getBoundingClientRect());
+  for (const card of document.querySelectorAll("main > section")) {
+    const { left, right } = card.getBoundingClientRect();
+    if (left < EDGE_MARGIN_PX || right > width - EDGE_MARGIN_PX) {
+      problems.push(`the .${card.classList[0]} card spans ${Math.round(left)}..${Math.round(right)} px, within ${EDGE_MARGIN_PX} px of an edge`);
+    }
+  }
+  // Log lines and the "disconnected since" line may wrap between words, and inside
+  // a word only when the word is wider than the line; never inside a number or a
+  // time that would fit ("10:21:56 AM" counts as one word here).
+  for (const block of document.querySelectorAll("#log li, #since")) {
+    if (block.scrollWidth > block.clientWidth) problems.push(`a line overflows: "${block.textContent}"`);
+    const walker = document.createTreeWalker(block, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const word of node.data.matchAll(/\d{1,2}:\d\d:\d\d\s[AP]M|\S+/g)) {
+        const range = document.createRange();
+        range.setStart(node, word.index);
+        range.setEnd(node, word.index + word[0].length);
+        const wordWidth = [...range.getClientRects()].reduce((sum, r) => sum + r.width, 0);
+        if (lines(range) > 1 && wordWidth <= block.clientWidth) {
+          problems.push(`"${word[0]}" is split though it fits on a line: "${block.textContent}"`);
+        }
+      }
+    }
+  }
+  return problems;
+}
+
+/** The first few `problems` as one message, with a count of the rest. */
+function summary(problems, first = 6) {
+  const rest = problems.length - first;
+  return problems.slice(0, first).join("; ") + (rest > 0 ? `; and ${rest} more` : "");
+}
+
+/** Resizes `page` to each width in turn; returns every layout problem found. */
+async function layoutProblemsAt(page, widths, height) {
+  const problems = [];
+  for (const width of widths) {
+    await page.setViewportSize({ width, height });
+    const found = await page.evaluate(layoutProblems, width);
+    problems.push(...found.map((problem) => `at ${width} px, ${problem}`));
+  }
+  return problems;
+}
+
+/**
+ * Runs in the page: how its connection status differs from `want`, as a list of
+ * sentences. "lost": the label says disconnected, the clock is marked stale (class
+ * `stale` on .clock) and does not look as it did live (`liveLook`, its computed
+ * color and opacity), #since says since when and that it retries, the client
+ * count is cleared. "live": all of that undone, and a number of clients shown.
+ * With `explain` false it returns only whether the list is empty, so that
+ * waitForFunction can wait on it.
+ */
+function statusProblems({ want, liveLook, explain }) {
+  const state = document.querySelector("#state");
+  const time = document.querySelector("#time");
+  const since = document.querySelector("#since");
+  const clients = document.querySelector("#clients").textContent.trim();
+  const look = `${getComputedStyle(time).color} ${getComputedStyle(time).opacity}`;
+  const stale = document.querySelector(".clock").classList.contains("stale");
+  const sinceText = since && since.checkVisibility() ? since.textContent.trim() : "";
+  const problems = [];
+  const expect = (ok, what) => ok || problems.push(what);
+  if (want === "lost") {
+    expect(state.classList.contains("closed") && /disconnected/.test(state.textContent), `#state is "${state.textContent}"`);
+    expect(stale, "the clock is not marked stale");
+    expect(look !== liveLook, `the clock looks as it did live (${look})`);
+    expect(/disconnected since \d{1,2}:\d\d:\d\d/.test(sinceText), `#since is "${sinceText}", not "disconnected since <time>"`);
+    expect(/next try|trying again/.test(sinceText), `#since is "${sinceText}", not saying it retries`);
+    expect(!/\d/.test(clients), `the client count still says ${clients}`);
+  } else {
+    expect(state.classList.contains("open") && state.textContent.trim() === "connected", `#state is "${state.textContent}"`);
+    expect(!stale, "the clock is still marked stale");
+    expect(look === liveLook, `the clock looks ${look}, not ${liveLook} as live`);
+    expect(sinceText === "", `#since still shows "${sinceText}"`);
+    expect(/^\d+$/.test(clients), `the client count is "${clients}"`);
+  }
+  return explain ? problems : problems.length === 0;
+}
+
+/** Waits until the page's status is `want` ("lost" or "live"); on timeout, says what differs. */
+async function waitStatus(page, want, liveLook, which = "WebSocket") {
+  try {
+    await page.waitForFunction(statusProblems, { want, liveLook, explain: false }, { timeout: WAIT_TIMEOUT_MS });
+  } catch (e) {
+    const problems = await page.evaluate(statusProblems, { want, liveLook, explain: true });
+    throw new Error(`${which} page not ${want} after ${WAIT_TIMEOUT_MS} ms: ${problems.join("; ")}`);
+  }
+}
+
 async function main() {
   const server = startServer();
   let browser = null;
@@ -253,7 +398,7 @@ async function main() {
 
     await check("clock shows the server's time before the first tick", [], async () => {
       // No ticks at all: a time on the clock can only have come with the welcome.
-      const quiet = startServer("off");
+      const quiet = startServer({ interval: "off" });
       const other = await context.newPage();
       try {
         const quietUrl = await pageUrl(quiet);
@@ -321,6 +466,8 @@ async function main() {
       const tried = `ws://${new URL(url).hostname}:${port}/echo`;
       if (!sockets.includes(tried)) throw new Error(`expected a WebSocket to ${tried}, saw [${sockets.join(", ")}]`);
       await sse.locator("#log li.status", { hasText: "falling back to Server-Sent Events" }).waitFor();
+      const note = await sse.textContent("#echo-note");
+      if (!/fell back/.test(note)) throw new Error(`#echo-note does not say it fell back: "${note}"`);
       await sse.locator("#log li.ok", { hasText: `streaming from ${new URL("events", url)}` }).waitFor();
       await mkdir(SCREENSHOT_DIR, { recursive: true });
       await sse.screenshot({ path: path.join(SCREENSHOT_DIR, "page-sse.png"), fullPage: true });
@@ -338,10 +485,116 @@ async function main() {
       await waitServerSentEvents(sse);
       await waitClockTicks(sse);
       if (sockets.length > 0) throw new Error(`a WebSocket was opened: ${sockets.join(", ")}`);
-      // Asked for, not fallen back to: no "falling back" line in the log.
+      // Asked for, not fallen back to: no "falling back" line in the log, and the
+      // note under the echo box says the address asked for it.
       const fallbacks = await sse.locator("#log li", { hasText: "falling back" }).count();
       if (fallbacks > 0) throw new Error(`the log says it fell back (${fallbacks} line(s))`);
+      const note = await sse.textContent("#echo-note");
+      if (/fell back/.test(note) || !note.includes("?transport=sse")) {
+        throw new Error(`#echo-note does not say ?transport=sse chose SSE: "${note}"`);
+      }
       await sse.close();
+    });
+
+    await check("page fits phone widths (320 to 414 px)", [], async () => {
+      // Mobile emulation, so the page's <meta name="viewport"> counts as on a phone.
+      const phone = await browser.newContext({
+        viewport: { width: 360, height: 740 },
+        isMobile: true,
+        hasTouch: true,
+        locale: "en-US",
+      });
+      phone.setDefaultTimeout(WAIT_TIMEOUT_MS);
+      try {
+        const page = await phone.newPage();
+        page.on("pageerror", (e) => pageErrors.push(`${url} (phone): ${e.message}`));
+        await page.goto(url);
+        await waitConnected(page);
+        // Tick lines are the longest lines that must wrap between words; a long
+        // unbroken echo is the one kind of word that may be broken.
+        await page.waitForFunction(() => document.querySelectorAll("#log li.tick").length >= 4, null, {
+          timeout: WAIT_TIMEOUT_MS,
+        });
+        const long = `phone-${"0123456789".repeat(8)}`;
+        await page.locator("#echo-input").fill(long);
+        await page.locator("#echo-send").click();
+        await page.locator("#log li.echo", { hasText: long }).waitFor();
+        const problems = await layoutProblemsAt(page, [320, 390, 414, 360], 740);
+        await mkdir(SCREENSHOT_DIR, { recursive: true });
+        await page.screenshot({ path: path.join(SCREENSHOT_DIR, "page-phone.png"), fullPage: true });
+        if (problems.length > 0) throw new Error(summary(problems));
+      } finally {
+        await phone.close();
+      }
+    });
+
+    await check("page fits desktop widths (768 to 1440 px)", [], async () => {
+      const wide = await context.newPage();
+      try {
+        wide.on("pageerror", (e) => pageErrors.push(`${url} (wide): ${e.message}`));
+        await wide.goto(url);
+        await waitConnected(wide);
+        await wide.waitForFunction(() => document.querySelectorAll("#log li.tick").length >= 2, null, {
+          timeout: WAIT_TIMEOUT_MS,
+        });
+        const problems = await layoutProblemsAt(wide, [768, 1024, 1440], 900);
+        if (problems.length > 0) throw new Error(summary(problems));
+      } finally {
+        await wide.close();
+      }
+    });
+
+    await check("page shows it lost the server, and that it is back", [], async () => {
+      // A server of its own, so that stopping it leaves the others running; it
+      // comes back on the same ports, as after a restart, where the page retries.
+      // One page on the WebSocket (which retries with its own backoff), one on
+      // ?transport=sse (where the browser's EventSource retries).
+      let lone = startServer();
+      const pages = [await context.newPage(), await context.newPage()];
+      const [page, ssePage] = pages;
+      try {
+        const loneUrl = await pageUrl(lone);
+        const loneWsPort = await wsPort(lone);
+        for (const p of pages) p.on("pageerror", (e) => pageErrors.push(`${loneUrl} (lost server): ${e.message}`));
+        await page.goto(loneUrl);
+        await ssePage.goto(`${loneUrl}?transport=sse`);
+        // Two ticks in, so the stale clock and tick number have something to show.
+        for (const p of pages) {
+          await waitConnected(p);
+          await p.waitForFunction(
+            () => /^\d+$/.test(document.querySelector("#clients").textContent) && document.querySelectorAll("#log li.tick").length >= 2,
+            null,
+            { timeout: WAIT_TIMEOUT_MS },
+          );
+        }
+        const liveLook = await page.evaluate(() => {
+          const style = getComputedStyle(document.querySelector("#time"));
+          return `${style.color} ${style.opacity}`;
+        });
+
+        const { code, signal } = await stopServer(lone);
+        if (code !== 0) throw new Error(`server exit code ${code}, signal ${signal}`);
+        await waitStatus(page, "lost", liveLook);
+        await waitStatus(ssePage, "lost", liveLook, "?transport=sse");
+        // The lost page's longer lines must fit a phone too.
+        const problems = await layoutProblemsAt(page, [320, 1280], 800);
+        await mkdir(SCREENSHOT_DIR, { recursive: true });
+        await page.screenshot({ path: path.join(SCREENSHOT_DIR, "page-disconnected.png"), fullPage: true });
+        if (problems.length > 0) throw new Error(summary(problems));
+
+        lone = startServer({
+          wsAddr: `127.0.0.1:${loneWsPort}`,
+          httpAddr: `127.0.0.1:${new URL(loneUrl).port}`,
+        });
+        await pageUrl(lone);
+        await waitStatus(page, "live", liveLook);
+        await waitClockTicks(page);
+        await waitStatus(ssePage, "live", liveLook, "?transport=sse");
+        await waitClockTicks(ssePage);
+      } finally {
+        for (const p of pages) await p.close();
+        await stopServer(lone);
+      }
     });
 
     await check("page works behind nginx with TLS (wss:// and SSE)", [], async () => {
