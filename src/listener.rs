@@ -115,6 +115,7 @@ impl Acceptor {
 fn run(listener: &TcpListener, port: Port, shared: &Arc<Shared>, stop: &StopFlag) {
     let mut last_error_log: Option<Instant> = None;
     loop {
+        // tour: ws-accept
         let accepted = listener.accept();
         if stop.is_raised() {
             break;
@@ -171,6 +172,7 @@ fn accept_websocket(socket: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
     // broadcast; packed, they share cache lines and pages.
     let outbox = Arc::new(Outbox::new(socket.clone(), shared.config.max_backlog));
     let thread_shared = shared.clone();
+    // tour: ws-thread
     let spawned = shared.registry.spawn(
         "ws",
         Kind::WebSocket,
