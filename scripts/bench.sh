@@ -102,6 +102,9 @@ trap 'exit 130' INT TERM
 # start_server NAME INTERVAL LOGFILE: sets SERVER_PID and SERVER_URL.
 start_server() {
   local name="$1" interval="$2" logfile="$3"
+  # Empty the log first: the server truncates it only once its process has
+  # started, and the loop below must not read the previous run's address.
+  : >"$logfile"
   case "$name" in
     tickcast)
       "$TICKCAST" --ws-addr 127.0.0.1:0 --http-addr off --interval "$interval" \

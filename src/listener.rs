@@ -115,6 +115,7 @@ impl Acceptor {
 fn run(listener: &TcpListener, port: Port, shared: &Arc<Shared>, stop: &StopFlag) {
     let mut last_error_log: Option<Instant> = None;
     loop {
+        // tour: ws-accept
         let accepted = listener.accept();
         if stop.is_raised() {
             break;
@@ -163,7 +164,7 @@ fn accept_websocket(socket: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
     }
     let _ = socket.set_nodelay(true);
     #[cfg(not(unix))]
-    let _ = socket.set_write_timeout(Some(crate::outbox::FALLBACK_WRITE_TIMEOUT));
+    let _ = socket.set_write_timeout(Some(crate::ws::outbox::FALLBACK_WRITE_TIMEOUT));
     let socket = Arc::new(socket);
     // Made here rather than on the client's thread: every outbox then comes from
     // this one thread's allocator, packed together, instead of from one of
@@ -171,6 +172,7 @@ fn accept_websocket(socket: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
     // broadcast; packed, they share cache lines and pages.
     let outbox = Arc::new(Outbox::new(socket.clone(), shared.config.max_backlog));
     let thread_shared = shared.clone();
+    // tour: ws-thread
     let spawned = shared.registry.spawn(
         "ws",
         Kind::WebSocket,

@@ -332,12 +332,15 @@ impl Server {
         }
         // 1. Stop accepting WebSocket clients. The HTTP port goes on answering, so
         // that /healthz can say 503 while the clients leave.
+        // tour: stop-1-listener
         if let Some(listener) = self.ws_listener.take() {
             listener.stop();
         }
         // 2. Stop ticking.
+        // tour: stop-2-ticker
         self.stop_ticker_tx = None;
         // 3. The hub sends close 1001 to every client, then ends.
+        // tour: stop-3-hub
         if self.shared.events_tx.send(HubEvent::Shutdown).is_err() {
             log::error!("the hub had already stopped");
         }
@@ -348,6 +351,7 @@ impl Server {
         }
         // 4. Clients answer the close frame and their threads end; give them a
         // moment before hanging up on the rest.
+        // tour: stop-4-grace
         if !self.shared.registry.wait_no_clients(CLOSE_GRACE) {
             let n = self.shared.registry.clients();
             log::debug!(
@@ -359,6 +363,7 @@ impl Server {
         if let Some(listener) = self.http_listener.take() {
             listener.stop();
         }
+        // tour: stop-5-abort
         self.shared.registry.abort_all_and_join();
         if let Some(flash) = self.flash.take() {
             flash.shutdown();

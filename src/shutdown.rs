@@ -46,6 +46,7 @@ impl StopFlag {
 /// `accept` cannot be interrupted otherwise without `unsafe` signal handling.)
 pub(crate) fn wake_accept(addr: SocketAddr) {
     // A listener that has already gone refuses; nothing is left to wake then.
+    // tour: wake-accept
     let _ = TcpStream::connect_timeout(&connectable(addr), Duration::from_secs(1));
 }
 

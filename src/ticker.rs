@@ -36,6 +36,7 @@ pub(crate) fn run(
         let due = UNIX_EPOCH + nanos_to_duration(next_slot * interval_ns);
         if let Ok(wait) = due.duration_since(now) {
             if !wait.is_zero() {
+                // tour: tick-wait
                 match stop_rx.recv_timeout(wait) {
                     // Woken early (clock granularity): go round and wait the rest.
                     Err(RecvTimeoutError::Timeout) => continue,
@@ -46,6 +47,7 @@ pub(crate) fn run(
         seq += 1;
         metrics.tick_seq.store(seq, Ordering::Relaxed);
         let tick = message::tick(seq, OffsetDateTime::now_utc());
+        // tour: tick-send
         if frames_tx.send(Broadcast::new(Some("tick"), tick)).is_err() {
             break;
         }

@@ -117,6 +117,7 @@ fn serve_requests(
             Ok(request) => request,
             Err(refusal) => return refuse(socket, shared, &refusal, HttpClose::BadRequest),
         };
+        // tour: events-route
         if request.method == "GET" && request.path() == "/events" {
             return event_stream(socket, peer, shared, conn, &request);
         }

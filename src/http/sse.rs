@@ -47,6 +47,7 @@ pub(crate) fn serve(socket: &TcpStream, peer: SocketAddr, shared: &Shared) {
     // The hub writes the response head together with the welcome, at the moment it
     // adds the client: `EventSource.onopen` fires at the head, and from then on
     // the client gets every event.
+    // tour: sse-join
     let join = HubEvent::Join {
         sink: Sink::Sse(sink),
         greeting: RESPONSE_HEAD.to_vec(),
@@ -86,6 +87,7 @@ pub(crate) fn serve(socket: &TcpStream, peer: SocketAddr, shared: &Shared) {
 /// Writes events as they come until the hub ends the stream or the client goes.
 fn pump(writer: &mut impl Write, queue: &SseQueue) -> LeaveReason {
     // Ends when the hub drops the sink (cut off, shutdown).
+    // tour: sse-pump
     while let Some(event) = queue.recv() {
         if writer.write_all(&event).is_err() {
             return LeaveReason::Dropped;

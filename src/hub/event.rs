@@ -64,6 +64,7 @@ impl Broadcast {
     /// Encodes `text` once as a WebSocket text frame.
     pub(crate) fn new(event: Option<&'static str>, text: String) -> Broadcast {
         Broadcast {
+            // tour: frame-encoded-once
             frame: frame::text_frame(text.clone()),
             text,
             event,

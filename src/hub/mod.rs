@@ -125,6 +125,7 @@ impl Hub {
             presence: Presence::new(presence_window),
             heartbeat: heartbeat.map(Heartbeat::new),
             metrics,
+            // tour: fan-out-threads
             fan_out_threads: std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
                 .min(4),
@@ -143,6 +144,7 @@ impl Hub {
                 .min();
             let wait =
                 next_deadline.map_or(forever, |d| d.saturating_duration_since(Instant::now()));
+            // tour: hub-select
             select! {
                 recv(events_rx) -> event => {
                     let Ok(event) = event else { break 'serve };
@@ -153,6 +155,7 @@ impl Hub {
                     // take the ones already queued (up to a batch) before the next
                     // broadcast. `take` stops before fetching one event too many, so
                     // none is ever fetched and then dropped.
+                    // tour: hub-event-batch
                     for event in events_rx.try_iter().take(EVENT_BATCH - 1) {
                         if !self.handle(event) {
                             break 'serve;
@@ -165,6 +168,7 @@ impl Hub {
                         // out together: one write per client for all of them.
                         let mut bytes = first.frame.len();
                         let mut batch = vec![first];
+                        // tour: hub-batch
                         while batch.len() < BROADCAST_BATCH && bytes < BROADCAST_BATCH_BYTES {
                             match frames_rx.try_recv() {
                                 Ok(next) => {
@@ -231,12 +235,14 @@ impl Hub {
         let greeting_len = greeting.len();
         let delivery = match &sink {
             Sink::WebSocket(outbox) => {
+                // tour: join-greeting-ws
                 greeting.extend_from_slice(&frame::text_frame(text));
                 outbox.write(&greeting)
             }
             Sink::Sse(sse) => {
                 // No id: ids count the events every client gets (see `sse_event`).
                 let welcome = sse::sse_event(None, Some("welcome"), &text);
+                // tour: join-greeting-sse
                 greeting.extend_from_slice(&sse::chunk(&welcome));
                 sse.send(&Arc::from(greeting.as_slice()))
             }
@@ -261,6 +267,7 @@ impl Hub {
             // handshake would count against it.
             Sink::WebSocket(outbox) => outbox.heard_from_client(clock_ms()),
         }
+        // tour: join-insert
         self.clients.insert(id, Client { sink, peer });
         self.metrics.joined.fetch_add(1, Ordering::Relaxed);
         self.count_clients();
@@ -380,6 +387,7 @@ impl Hub {
         let sse = if self.sse_clients > 0 {
             let mut chunks = Vec::new();
             for b in batch {
+                // tour: broadcast-sse-once
                 chunks.extend_from_slice(&self.sse_event(b.event, &b.text));
             }
             Some(Arc::from(chunks))
@@ -408,6 +416,7 @@ impl Hub {
             .filter(|(&id, _)| wanted(id))
             .map(|(&id, c)| (id, &c.sink))
             .collect();
+        // tour: fan-out
         let outcome = fan_out(&targets, self.fan_out_threads, |part| {
             deliver_all(part, message)
         });
@@ -424,6 +433,7 @@ impl Hub {
             .fetch_add(outcome.bytes, Ordering::Relaxed);
         let gone = std::mem::take(&mut outcome.gone);
         for (id, reason) in gone {
+            // tour: hub-settle
             if reason == LeaveReason::TooSlow {
                 self.metrics.backlog_cutoffs.fetch_add(1, Ordering::Relaxed);
                 log::info!(
@@ -462,6 +472,7 @@ impl Hub {
         for client in self.clients.values() {
             match &client.sink {
                 Sink::WebSocket(outbox) => {
+                    // tour: close-all-1001
                     outbox.close(LeaveReason::Shutdown, &frame);
                 }
                 Sink::Sse(sink) => sink.close(LeaveReason::Shutdown),

@@ -41,6 +41,7 @@ pub(super) struct Encoded<'a> {
 impl Sink {
     /// Writes `message` in this client's encoding. Never blocks.
     pub(super) fn send(&self, message: &Encoded<'_>) -> Delivery {
+        // tour: sink-send
         match (self, &message.sse) {
             (Sink::WebSocket(outbox), _) => outbox.write(message.frame),
             (Sink::Sse(sink), Some(event)) => sink.send(event),
@@ -62,6 +63,7 @@ impl Sink {
 pub(super) fn deliver_all(targets: &[(ClientId, &Sink)], message: &Encoded<'_>) -> FanOut {
     let mut outcome = FanOut::default();
     for &(id, sink) in targets {
+        // tour: deliver-each
         match sink.send(message) {
             Delivery::Accepted => {
                 outcome.frames += message.messages;
@@ -108,6 +110,7 @@ impl SseSink {
             return Delivery::Closed;
         }
         let queued = self.shared.queued.fetch_add(event.len(), Ordering::Relaxed);
+        // tour: sse-sink-queue
         if queued + event.len() > self.max_backlog {
             self.close(LeaveReason::TooSlow);
             return Delivery::CutOff;

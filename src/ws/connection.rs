@@ -59,6 +59,7 @@ pub(crate) fn serve(
     // at the moment it adds us, then answers with our id: from the first byte the
     // client sees, it receives every broadcast.
     let (id_tx, id_rx) = bounded(1);
+    // tour: ws-join
     let join = HubEvent::Join {
         sink: Sink::WebSocket(outbox.clone()),
         greeting: answer,
@@ -86,6 +87,7 @@ pub(crate) fn serve(
     drop(id_rx);
 
     // From here on the hub must hear that we left, even if this thread panics.
+    // tour: leave-guard
     let mut leave = LeaveOnDrop {
         shared,
         id,
@@ -135,6 +137,7 @@ impl Drop for LeaveOnDrop<'_> {
             id: self.id,
             reason,
         };
+        // tour: leave-send
         if self.shared.events_tx.send(leave).is_err() {
             // The hub has stopped (shutdown): it counted this client as it closed it.
             log::debug!("client {}: left after the hub stopped", self.id);
@@ -171,6 +174,7 @@ fn handshake(socket: &TcpStream, outbox: &Outbox, shared: &Shared) -> Option<Acc
         // This connection counts too: full means more than the limit.
         full: (shared.registry.clients() > shared.max_clients).then_some(shared.max_clients),
     };
+    // tour: handshake-decide
     match handshake::decide(read, &context) {
         Decision::Upgrade { answer, leftover } => {
             // From here on the thread may sleep in `read` for as long as the
@@ -250,6 +254,7 @@ fn read_until_done(
     shared: &Shared,
 ) -> (LeaveReason, Option<Vec<u8>>) {
     loop {
+        // tour: echo-read
         let message = ws.read();
         if message.is_ok() {
             // Any frame at all proves the client is alive, for the heartbeat.
@@ -285,6 +290,7 @@ fn read_until_done(
                         .metrics
                         .messages_echoed
                         .fetch_add(1, Ordering::Relaxed);
+                    // tour: echo-send
                     ws.send(message)
                 } else {
                     Ok(())

@@ -103,11 +103,13 @@ impl Outbox {
     /// socket takes right now. Never blocks: this is the hub's way in.
     pub(crate) fn write(&self, bytes: &[u8]) -> Delivery {
         // The writer lock first, then `state`: the same order as every other path.
+        // tour: outbox-write-lock
         let writer = self.try_writer();
         let mut state = self.state();
         if state.closed.is_some() {
             return Delivery::Closed;
         }
+        // tour: outbox-backlog
         if state.pending.len() + bytes.len() > self.max_backlog {
             log::debug!(
                 "{}: backlog would pass {} bytes, cutting the client off",
@@ -128,6 +130,7 @@ impl Outbox {
         }
         // Nothing queued: straight from the caller's buffer to the kernel. Only a
         // remainder the kernel could not take is copied.
+        // tour: outbox-direct
         match send_nonblocking(&self.socket, bytes) {
             Ok(sent) => {
                 state.pending.extend_from_slice(&bytes[sent..]);
@@ -155,6 +158,7 @@ impl Outbox {
         // Write without holding `state`, so the hub can keep queueing meanwhile,
         // then take whatever it queued, until nothing is left.
         loop {
+            // tour: write-blocking
             if (&*self.socket).write_all(&batch).is_err() {
                 return self.fail(&mut self.state());
             }
@@ -314,6 +318,7 @@ fn send_nonblocking(socket: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
     let socket = socket2::SockRef::from(socket);
     let mut total = 0;
     while total < bytes.len() {
+        // tour: send-dontwait
         match socket.send_with_flags(&bytes[total..], FLAGS) {
             Ok(0) => break,
             Ok(n) => total += n,
@@ -380,6 +385,7 @@ impl Write for ClientStream {
     /// Takes the whole buffer or fails, so the frames tungstenite writes stay whole.
     /// Blocks until the client has room for it: only this client's thread waits.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // tour: client-stream-write
         match self.outbox.write_blocking(buf) {
             Delivery::Accepted | Delivery::Closed => Ok(buf.len()),
             Delivery::CutOff | Delivery::Failed => Err(io::Error::new(
