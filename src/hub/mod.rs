@@ -219,34 +219,14 @@ impl Hub {
         true
     }
 
-    fn join(
-        &mut self,
-        sink: Sink,
-        mut greeting: Vec<u8>,
-        peer: SocketAddr,
-        id_tx: &Sender<ClientId>,
-    ) {
+    fn join(&mut self, sink: Sink, greeting: Vec<u8>, peer: SocketAddr, id_tx: &Sender<ClientId>) {
         let id = self.next_id;
         self.next_id += 1;
         // The greeting and the welcome are the client's first bytes, written together:
         // nothing else can reach its sink until it is in `clients`, and only this
         // thread puts it there.
         let text = message::welcome(id, self.clients.len() + 1, time::OffsetDateTime::now_utc());
-        let greeting_len = greeting.len();
-        let delivery = match &sink {
-            Sink::WebSocket(outbox) => {
-                // tour: join-greeting-ws
-                greeting.extend_from_slice(&frame::text_frame(text));
-                outbox.write(&greeting)
-            }
-            Sink::Sse(sse) => {
-                // No id: ids count the events every client gets (see `sse_event`).
-                let welcome = sse::sse_event(None, Some("welcome"), &text);
-                // tour: join-greeting-sse
-                greeting.extend_from_slice(&sse::chunk(&welcome));
-                sse.send(&Arc::from(greeting.as_slice()))
-            }
-        };
+        let (delivery, welcome_len) = sink.greet(greeting, &text);
         if delivery != Delivery::Accepted {
             // Gone before it was welcomed: never announce it. Its thread sees the
             // answer channel close and ends.
@@ -255,8 +235,6 @@ impl Hub {
             return;
         }
         self.metrics.frames_sent.fetch_add(1, Ordering::Relaxed);
-        // The welcome's bytes; the greeting is HTTP, not a frame.
-        let welcome_len = greeting.len() - greeting_len;
         self.metrics
             .bytes_sent
             .fetch_add(welcome_len as u64, Ordering::Relaxed);

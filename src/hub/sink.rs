@@ -17,6 +17,7 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use super::fan_out::FanOut;
 use crate::delivery::Delivery;
 use crate::wire::message::{ClientId, LeaveReason};
+use crate::wire::{frame, sse};
 use crate::ws::outbox::Outbox;
 
 /// How the hub reaches one client.
@@ -47,6 +48,29 @@ impl Sink {
             (Sink::Sse(sink), Some(event)) => sink.send(event),
             (Sink::Sse(_), None) => Delivery::Accepted,
         }
+    }
+
+    /// Writes a new client's first bytes in one write: `greeting` (the `101`, or the
+    /// SSE response head) and then the welcome, `welcome_text`, in this client's
+    /// encoding. Returns what came of it, and the welcome's size in bytes (the
+    /// greeting is HTTP, not a frame).
+    pub(super) fn greet(&self, mut greeting: Vec<u8>, welcome_text: &str) -> (Delivery, usize) {
+        let greeting_len = greeting.len();
+        let delivery = match self {
+            Sink::WebSocket(outbox) => {
+                // tour: join-greeting-ws
+                greeting.extend_from_slice(&frame::text_frame(welcome_text));
+                outbox.write(&greeting)
+            }
+            Sink::Sse(sse) => {
+                // No id: ids count the events every client gets.
+                let welcome = sse::sse_event(None, Some("welcome"), welcome_text);
+                // tour: join-greeting-sse
+                greeting.extend_from_slice(&sse::chunk(&welcome));
+                sse.send(&Arc::from(greeting.as_slice()))
+            }
+        };
+        (delivery, greeting.len() - greeting_len)
     }
 
     /// Why the client's connection was closed, if it was.
