@@ -147,6 +147,15 @@ fn clients_counts_only_welcomed_clients() {
     assert_eq!(server.clients(), 0);
     let mut client = Client::connect(&server);
     client.welcome();
+    // The hub counts the client right after writing its welcome.
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while server.clients() < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the welcomed client was never counted"
+        );
+        thread::yield_now();
+    }
     assert_eq!(server.clients(), 1);
     assert_eq!(server.connections(), 2);
 }
