@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tickcast::{ClientEvent, LeaveReason};
 use tungstenite::Message;
 
-use crate::util::{start_with, tcp, Client, IO_TIMEOUT};
+use crate::util::{start_with, tcp, wait_until, Client, IO_TIMEOUT};
 
 /// The next client event, failing the test after [`IO_TIMEOUT`].
 fn next_event(events: &tickcast::ClientEvents) -> ClientEvent {
@@ -136,27 +136,12 @@ fn send_to_reaches_one_client_only() {
 fn clients_counts_only_welcomed_clients() {
     let server = start_with(|_| {});
     let _half = tcp(server.ws_addr()); // connected, no handshake sent
-    let deadline = Instant::now() + IO_TIMEOUT;
-    while server.connections() < 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the connection was never counted"
-        );
-        thread::yield_now();
-    }
+    wait_until("the connection is counted", || server.connections() == 1);
     assert_eq!(server.clients(), 0);
     let mut client = Client::connect(&server);
     client.welcome();
     // The hub counts the client right after writing its welcome.
-    let deadline = Instant::now() + IO_TIMEOUT;
-    while server.clients() < 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the welcomed client was never counted"
-        );
-        thread::yield_now();
-    }
-    assert_eq!(server.clients(), 1);
+    wait_until("the welcomed client is counted", || server.clients() == 1);
     assert_eq!(server.connections(), 2);
 }
 

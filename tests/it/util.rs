@@ -36,6 +36,17 @@ pub fn start() -> Server {
     start_with(|_| {})
 }
 
+/// Waits (at most [`IO_TIMEOUT`]) until `condition` holds, for what the test can
+/// only see by looking again (a count the server updates a moment later); fails
+/// the test, saying `what`, otherwise.
+pub fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::yield_now();
+    }
+}
+
 /// A TCP connection to `addr` with read and write timeouts.
 pub fn tcp(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
