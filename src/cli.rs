@@ -20,6 +20,9 @@ pub enum Command {
         config: Box<Config>,
         /// `--stdin`: broadcast every line of standard input.
         publish_stdin: bool,
+        /// `--publish-token-file`: the binary reads the publish token from this file
+        /// (the library reads no files of its own).
+        publish_token_file: Option<PathBuf>,
     },
     /// Print [`help`] and exit.
     Help,
@@ -68,6 +71,11 @@ OPTIONS:
     --http-idle-timeout DURATION    idle time before a kept-alive HTTP connection is
                                     closed [default: {http_idle}s]
     --stdin                         broadcast every line of standard input as {{\"type\":\"line\",…}}
+    --publish on|off                POST /publish on the HTTP port [default: on]
+    --publish-token TOKEN           publishers must send Authorization: Bearer TOKEN
+                                    [default: none: only this machine (loopback) may publish]
+    --publish-token-file PATH       read TOKEN from PATH (or set TICKCAST_PUBLISH_TOKEN),
+                                    so that it is not on the command line
     --flash-policy-addr ADDR        legacy Flash socket policy server, e.g. 0.0.0.0:843 [default: off]
     --flash-policy-allow DOMAIN:PORTS
                                     a policy rule, e.g. *.example.com:80,443; repeatable
@@ -117,6 +125,7 @@ where
 {
     let mut config = Config::default();
     let mut publish_stdin = false;
+    let mut publish_token_file = None;
     let mut args = args.into_iter().map(Into::into);
     while let Some(arg) = args.next() {
         let arg = arg
@@ -166,6 +175,16 @@ where
             }
             "--allowed-origin" => config.allowed_origins.push(value()?),
             "--stdin" | "--publish-stdin" => publish_stdin = true,
+            "--publish" => {
+                let v = value()?;
+                config.publish = match v.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(flag_error(&flag, &v, "expected on or off")),
+                };
+            }
+            "--publish-token" => config.publish_token = Some(value()?),
+            "--publish-token-file" => publish_token_file = Some(PathBuf::from(value()?)),
             "--flash-policy-addr" => {
                 config.flash_policy_addr = Some(parse_addr(&flag, &value()?, resolve)?);
             }
@@ -223,6 +242,7 @@ where
     Ok(Command::Run {
         config: Box::new(config),
         publish_stdin,
+        publish_token_file,
     })
 }
 

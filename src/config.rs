@@ -131,6 +131,25 @@ pub struct Config {
     /// Default 15 s.
     pub http_idle_timeout: Duration,
 
+    /// Whether `POST /publish` on the HTTP port is on.
+    ///
+    /// Default `true`. Who may publish then depends on
+    /// [`publish_token`](Config::publish_token).
+    pub publish: bool,
+
+    /// The secret a publisher must send (`Authorization: Bearer <token>`) to
+    /// `POST /publish`, or `None` (the default) to let only clients on this machine
+    /// (loopback) publish, with no token.
+    ///
+    /// # Security
+    ///
+    /// Anyone with the token can send anything to every browser. Give it to the
+    /// binary in a file (`--publish-token-file`) or the `TICKCAST_PUBLISH_TOKEN`
+    /// environment variable rather than on the command line, where other users of
+    /// the machine can read it; and put TLS in front (see the nginx snippet), since
+    /// a bearer token travels in clear over plain HTTP.
+    pub publish_token: Option<String>,
+
     /// Whether a client's text and binary messages are echoed back to it.
     ///
     /// Default `true`, the tutorial's behaviour. An embedding program that answers
@@ -191,6 +210,8 @@ impl Default for Config {
             flash_policy_allow: Vec::new(),
             handshake_timeout: Duration::from_secs(10),
             max_handshake_size: 8 << 10,
+            publish: true,
+            publish_token: None,
             echo: true,
             client_events: None,
             max_http_connections: 512,
@@ -224,6 +245,16 @@ impl Config {
         }
         if self.max_clients == Some(0) {
             return invalid("--max-clients must be at least 1".into());
+        }
+        if self
+            .publish_token
+            .as_deref()
+            .is_some_and(|t| t.is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return invalid(
+                "--publish-token must be a non-empty token without spaces or control characters"
+                    .into(),
+            );
         }
         if self.client_events == Some(0) {
             return invalid("the client event queue must hold at least 1 event".into());

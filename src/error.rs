@@ -39,6 +39,10 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A topic name breaks the rules (1 to 64 characters from `A-Z a-z 0-9 _ - . :`);
+    /// the message says which name. Nothing was published.
+    InvalidTopic(String),
+
     /// The server has shut down, so nothing was published. Not a failure as such:
     /// stop publishing.
     Stopped,
@@ -47,7 +51,7 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidConfig(msg) => f.write_str(msg),
+            Error::InvalidConfig(msg) | Error::InvalidTopic(msg) => f.write_str(msg),
             Error::Bind {
                 what,
                 flag,

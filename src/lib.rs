@@ -91,6 +91,7 @@ mod limits;
 mod lines;
 mod listener;
 mod metrics;
+mod publisher;
 mod registry;
 mod server;
 mod shared;
@@ -103,7 +104,8 @@ pub use client_event::{ClientEvent, ClientEvents};
 pub use config::Config;
 pub use error::Error;
 pub use lines::{publish_lines, LinesPublished};
-pub use server::{Publisher, Server};
+pub use publisher::Publisher;
+pub use server::Server;
 pub use wire::message::{ClientId, LeaveReason};
 
 /// The README's Rust examples, compiled by `cargo test --doc` so that the code a

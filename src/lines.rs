@@ -35,7 +35,7 @@ pub fn publish_lines(
 ) -> io::Result<LinesPublished> {
     read_lines(reader, max_line, |text| {
         match publisher.publish_line(text) {
-            Ok(()) => Ok(true),
+            Ok(_) => Ok(true),
             Err(Error::Stopped) => Ok(false),
             Err(e) => Err(io::Error::other(e.to_string())),
         }

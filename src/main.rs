@@ -7,11 +7,13 @@ use tickcast::cli::{self, Command};
 use tickcast::Server;
 
 fn main() -> ExitCode {
-    let (config, publish_stdin) = match cli::parse_args(std::env::args_os().skip(1)) {
+    let (mut config, publish_stdin, token_file) = match cli::parse_args(std::env::args_os().skip(1))
+    {
         Ok(Command::Run {
             config,
             publish_stdin,
-        }) => (config, publish_stdin),
+            publish_token_file,
+        }) => (config, publish_stdin, publish_token_file),
         Ok(Command::Help) => return print(&cli::help()),
         Ok(Command::Version) => return print(&format!("tickcast {}", env!("CARGO_PKG_VERSION"))),
         Err(e) => {
@@ -19,6 +21,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = read_publish_token(&mut config, token_file) {
+        eprintln!("tickcast: {e}");
+        return ExitCode::from(2);
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     // Catch SIGINT/SIGTERM before the server announces itself: a script that
     // stops it as soon as it sees the URL must still get a graceful shutdown.
@@ -58,6 +64,31 @@ fn print(text: &str) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The publish token from `--publish-token-file`, or else the
+/// `TICKCAST_PUBLISH_TOKEN` environment variable, unless `--publish-token` gave
+/// one: ways to keep the secret off the command line, where other users of the
+/// machine can read it. Read here, in the binary: the library reads neither files
+/// nor the environment of its own accord.
+fn read_publish_token(
+    config: &mut tickcast::Config,
+    file: Option<std::path::PathBuf>,
+) -> Result<(), String> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            format!(
+                "--publish-token-file {:?}: cannot read it: {e}",
+                path.display().to_string()
+            )
+        })?;
+        config.publish_token = Some(text.trim_end_matches(['\n', '\r']).to_string());
+    } else if config.publish_token.is_none() {
+        if let Ok(token) = std::env::var("TICKCAST_PUBLISH_TOKEN") {
+            config.publish_token = Some(token);
+        }
+    }
+    Ok(())
 }
 
 /// The longest line taken from standard input; longer lines are cut.

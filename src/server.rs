@@ -19,14 +19,15 @@ use crossbeam_channel::{bounded, unbounded, Sender};
 
 use crate::client_event::{self, ClientEvents};
 use crate::flash_policy::{self, FlashPolicyServer};
-use crate::hub::{Broadcast, Hub, HubEvent, FRAME_QUEUE};
+use crate::hub::{Hub, HubEvent, FRAME_QUEUE};
 use crate::limits::{self, Capacity, Machine};
 use crate::listener::{self, Acceptor, Port, REFUSAL_SLACK};
 use crate::metrics::Metrics;
+use crate::publisher::Publisher;
 use crate::registry::Registry;
 use crate::shared::Shared;
 use crate::shutdown::{connectable, StopFlag};
-use crate::wire::message::{self, ClientId};
+
 use crate::{ticker, Config, Error};
 
 /// How long shutdown waits for clients to answer the close frame before hanging up.
@@ -46,72 +47,12 @@ pub struct Server {
     flash: Option<FlashPolicyServer>,
     /// What every connection thread shares: the registry, the stop flag, the counters.
     shared: Arc<Shared>,
-    /// Encoded frames to the hub; cloned into every [`Publisher`].
-    frames_tx: Sender<Broadcast>,
     /// The program's end of the client event queue, if it asked for one.
     client_events: Option<ClientEvents>,
     /// Dropping this wakes the ticker, which then ends.
     stop_ticker_tx: Option<Sender<()>>,
     /// `hub` and `ticker`, in the order they are joined at shutdown.
     threads: Vec<(&'static str, JoinHandle<()>)>,
-}
-
-/// A cloneable handle for broadcasting your own messages to every client.
-///
-/// Each message is encoded into one WebSocket frame on the calling thread, then the
-/// hub writes that frame to every connected client, next to the ticks (SSE clients
-/// get it as an unnamed event, which `EventSource.onmessage` receives).
-#[derive(Clone)]
-pub struct Publisher {
-    /// The hub's bounded broadcast channel.
-    frames_tx: Sender<Broadcast>,
-}
-
-impl Publisher {
-    /// Sends `text` as one text frame to every connected client.
-    ///
-    /// Blocks only if the hub is a thousand messages behind, which slows a runaway
-    /// publisher to the hub's pace.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Stopped`] once the server has shut down.
-    pub fn publish_text(&self, text: impl Into<String>) -> Result<(), Error> {
-        self.publish(None, text.into())
-    }
-
-    /// Sends `{"type":"line","text":…}` to every client: one line of a log or a
-    /// pipe, JSON-escaped (SSE event name `line`). See [`crate::publish_lines`].
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Stopped`] once the server has shut down.
-    pub fn publish_line(&self, line: &str) -> Result<(), Error> {
-        self.publish(Some("line"), message::line(line))
-    }
-
-    /// Sends `text` as one text frame to client `id` alone (an SSE client gets it
-    /// as an unnamed event), in order with the broadcasts published before it.
-    ///
-    /// The hub delivers it a moment later: if the client has gone by then, the
-    /// message is dropped and counted (`tickcast_undeliverable_messages_total`).
-    /// Ids come from [`ClientEvent::Joined`](crate::ClientEvent) or the client's
-    /// welcome.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Stopped`] once the server has shut down.
-    pub fn send_to(&self, id: ClientId, text: impl Into<String>) -> Result<(), Error> {
-        self.send(Broadcast::to(id, text.into()))
-    }
-
-    fn publish(&self, event: Option<&'static str>, text: String) -> Result<(), Error> {
-        self.send(Broadcast::new(event, text))
-    }
-
-    fn send(&self, message: Broadcast) -> Result<(), Error> {
-        self.frames_tx.send(message).map_err(|_| Error::Stopped)
-    }
 }
 
 impl Server {
@@ -190,13 +131,13 @@ impl Server {
             events_tx,
             client_events_tx: client_events_tx.clone(),
             registry: Arc::new(Registry::new(metrics.clone())),
+            publisher: Publisher::new(frames_tx.clone()),
             metrics: metrics.clone(),
         });
 
         let mut server = Server {
             ws_addr,
             http_addr,
-            frames_tx: frames_tx.clone(),
             ws_listener: None,
             http_listener: None,
             flash: None,
@@ -239,6 +180,17 @@ impl Server {
 
         if let Some(page) = server.page_url() {
             log::info!("page: {page}");
+            let config = &server.shared.config;
+            match (config.publish, &config.publish_token) {
+                (false, _) => log::info!("publishing: off (--publish off)"),
+                (true, Some(_)) => log::info!(
+                    "publishing: POST {page}publish with Authorization: Bearer <the token>"
+                ),
+                (true, None) => log::info!(
+                    "publishing: POST {page}publish, from this machine (loopback) only: \
+                     set --publish-token to publish from elsewhere"
+                ),
+            }
         }
         log::info!("WebSocket: {}", server.ws_url());
         Ok(server)
@@ -293,9 +245,7 @@ impl Server {
 
     /// A handle for broadcasting your own text messages to every client.
     pub fn publisher(&self) -> Publisher {
-        Publisher {
-            frames_tx: self.frames_tx.clone(),
-        }
+        self.shared.publisher.clone()
     }
 
     /// How many client connections are open: WebSocket connections, counting

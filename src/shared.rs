@@ -11,6 +11,7 @@ use crossbeam_channel::Sender;
 use crate::client_event::ClientEventsTx;
 use crate::hub::HubEvent;
 use crate::metrics::Metrics;
+use crate::publisher::Publisher;
 use crate::registry::Registry;
 use crate::shutdown::StopFlag;
 use crate::Config;
@@ -40,6 +41,8 @@ pub(crate) struct Shared {
     /// Raised when shutdown begins: `/healthz` answers 503, HTTP connections are
     /// no longer kept alive, new SSE streams are refused.
     pub(crate) stopping: StopFlag,
+    /// How `POST /publish` hands messages to the hub (ids included).
+    pub(crate) publisher: Publisher,
     /// The counters every thread bumps.
     pub(crate) metrics: Arc<Metrics>,
 }

@@ -42,9 +42,12 @@ use crate::registry::ConnId;
 use crate::shared::Shared;
 use crate::shutdown::linger;
 use crate::wire::http::{self as wire_http, read_request, Head, Incoming, Refusal};
+use crate::wire::subscription::{parse_id, Subscription};
 use page::{route, Answer, Site};
+use publish::Published;
 
 mod page;
+mod publish;
 pub(crate) mod sse;
 
 /// Maps a URL path onto a relative file path for `--public`, or refuses it (for
@@ -118,8 +121,36 @@ fn serve_requests(
             Err(refusal) => return refuse(socket, shared, &refusal, HttpClose::BadRequest),
         };
         // tour: events-route
-        if request.method == "GET" && request.path() == "/events" {
+        if request.head.method == "GET" && request.path() == "/events" {
             return event_stream(socket, peer, shared, conn, &request);
+        }
+        let keep_alive = request.keep_alive && !shared.stopping.is_raised();
+        if request.path() == "/publish" {
+            match publish::publish(socket, peer, &request.head, &mut pending, shared) {
+                Published::Accepted(id) => {
+                    shared.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
+                    let answer = Answer {
+                        status: 202,
+                        content_type: "application/json",
+                        body: format!("{{\"id\":{id}}}\n").into_bytes(),
+                    };
+                    if write_answer(socket, &answer, false, keep_alive).is_err() {
+                        return HttpClose::Failed;
+                    }
+                    if keep_alive {
+                        continue;
+                    }
+                    return HttpClose::Done;
+                }
+                Published::Refused(refusal) => {
+                    log::debug!(
+                        "{peer}: publish refused: {} {}",
+                        refusal.status,
+                        refusal.body
+                    );
+                    return refuse(socket, shared, &refusal, HttpClose::BadRequest);
+                }
+            }
         }
         let site = Site {
             public_dir: shared.config.public_dir.as_deref(),
@@ -127,18 +158,18 @@ fn serve_requests(
             metrics: &shared.metrics,
             stopping: shared.stopping.is_raised(),
         };
-        let answer = route(&site, &request.method, &request.target);
-        // Nothing reads a request body here, so the connection cannot stay in step
+        let answer = route(&site, &request.head.method, &request.head.target);
+        // Nothing else reads a request body, so the connection cannot stay in step
         // with the client after one: answer, then close.
-        let keep_alive = request.keep_alive && !request.has_body && !shared.stopping.is_raised();
+        let keep_alive = keep_alive && !request.has_body;
         log::debug!(
             "{peer}: HTTP {} {} -> {}",
-            request.method,
-            request.target,
+            request.head.method,
+            request.head.target,
             answer.status
         );
         shared.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
-        if write_answer(socket, &answer, request.method == "HEAD", keep_alive).is_err() {
+        if write_answer(socket, &answer, request.head.method == "HEAD", keep_alive).is_err() {
             return HttpClose::Failed;
         }
         if !keep_alive {
@@ -196,6 +227,24 @@ fn event_stream(
     conn: ConnId,
     request: &Request,
 ) -> HttpClose {
+    // A reconnecting `EventSource` sends the id of the last event it saw.
+    let subscription = Subscription::from_target(&request.head.target).and_then(|mut sub| {
+        if let (None, Some(last)) = (sub.since, request.head.header("Last-Event-ID")) {
+            sub.since = Some(parse_id(last)?);
+        }
+        Ok(sub)
+    });
+    let subscription = match subscription {
+        Ok(subscription) => subscription,
+        Err(why) => {
+            return refuse(
+                socket,
+                shared,
+                &Refusal::new(400, why),
+                HttpClose::BadRequest,
+            )
+        }
+    };
     let stopping = shared.stopping.is_raised();
     if stopping || !shared.registry.become_client(conn, shared.max_clients) {
         let refusal = Refusal::new(
@@ -210,8 +259,8 @@ fn event_stream(
     // From here the connection counts as a client; its end is counted as a leave.
     shared.metrics.http_closed.add(HttpClose::EventStream);
     shared.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
-    log::debug!("{peer}: HTTP GET {} -> event stream", request.target);
-    sse::serve(socket, peer, shared);
+    log::debug!("{peer}: HTTP GET {} -> event stream", request.head.target);
+    sse::serve(socket, peer, subscription, shared);
     // Counted as a client from the moment it became one; nothing more to count here.
     HttpClose::EventStream
 }
@@ -219,10 +268,8 @@ fn event_stream(
 /// What tickcast needs of a request head.
 #[derive(Debug)]
 struct Request {
-    /// `GET`, `HEAD`, …
-    method: String,
-    /// The request target as sent, e.g. `/metrics?x=1`.
-    target: String,
+    /// The parsed head: method, target, header fields.
+    head: Head,
     /// Whether the client wants the connection kept open afterwards.
     keep_alive: bool,
     /// Whether a body follows the head (`Content-Length` above 0, or
@@ -242,8 +289,7 @@ impl Request {
         let has_body = head.header("Transfer-Encoding").is_some()
             || head.header("Content-Length").is_some_and(|len| len != "0");
         Ok(Request {
-            method: head.method,
-            target: head.target,
+            head,
             keep_alive,
             has_body,
         })
@@ -251,7 +297,7 @@ impl Request {
 
     /// The target without its query or fragment.
     fn path(&self) -> &str {
-        self.target.split(['?', '#']).next().unwrap_or("/")
+        self.head.target.split(['?', '#']).next().unwrap_or("/")
     }
 }
 

@@ -32,28 +32,35 @@ use std::net::{SocketAddr, TcpStream};
 use crossbeam_channel::bounded;
 
 use crate::hub::sink::{self, Sink, SseQueue};
-use crate::hub::HubEvent;
+use crate::hub::{HubEvent, Joining};
 use crate::metrics::JoinFailure;
 use crate::shared::Shared;
 use crate::wire::http::Refusal;
 use crate::wire::message::LeaveReason;
 use crate::wire::sse::{END, RESPONSE_HEAD};
+use crate::wire::subscription::Subscription;
 
 /// Runs one SSE client to the end, on its HTTP connection's thread, once the
 /// request is known to be `GET /events`.
-pub(crate) fn serve(socket: &TcpStream, peer: SocketAddr, shared: &Shared) {
+pub(crate) fn serve(
+    socket: &TcpStream,
+    peer: SocketAddr,
+    subscription: Subscription,
+    shared: &Shared,
+) {
     let (sink, queue) = sink::channel(shared.config.max_backlog);
     let (id_tx, id_rx) = bounded(1);
     // The hub writes the response head together with the welcome, at the moment it
     // adds the client: `EventSource.onopen` fires at the head, and from then on
     // the client gets every event.
     // tour: sse-join
-    let join = HubEvent::Join {
+    let join = HubEvent::Join(Joining {
         sink: Sink::Sse(sink),
+        subscription,
         greeting: RESPONSE_HEAD.to_vec(),
         peer,
         id_tx,
-    };
+    });
     let joined = shared
         .events_tx
         .send(join)

@@ -9,6 +9,22 @@ use crossbeam_channel::Sender;
 use super::sink::Sink;
 use crate::wire::frame;
 use crate::wire::message::{ClientId, LeaveReason};
+use crate::wire::subscription::{Subscription, Topic};
+
+/// A client asking to join: everything the hub needs to add it.
+pub(crate) struct Joining {
+    /// How the hub will reach the client.
+    pub(crate) sink: Sink,
+    /// The topics it subscribes to (`?topic=`), besides what goes to everyone,
+    /// and where it resumes (`?since=`, `Last-Event-ID`).
+    pub(crate) subscription: Subscription,
+    /// The `101` or the SSE response head, written with the welcome.
+    pub(crate) greeting: Vec<u8>,
+    /// The client's address, for log lines.
+    pub(crate) peer: SocketAddr,
+    /// Where the client's thread waits for its id.
+    pub(crate) id_tx: Sender<ClientId>,
+}
 
 /// A message to the hub thread.
 pub(crate) enum HubEvent {
@@ -24,16 +40,7 @@ pub(crate) enum HubEvent {
     ///
     /// If the greeting cannot be written (the client has gone), the hub drops
     /// `id_tx` without an answer.
-    Join {
-        /// How the hub will reach the client.
-        sink: Sink,
-        /// The `101` or the SSE response head, written with the welcome.
-        greeting: Vec<u8>,
-        /// The client's address, for log lines.
-        peer: SocketAddr,
-        /// Where the client's thread waits for its id.
-        id_tx: Sender<ClientId>,
-    },
+    Join(Joining),
     /// A client's thread is ending. Ignored if the hub already removed the client
     /// (it cut it off, say).
     Leave {
@@ -58,6 +65,11 @@ pub(crate) struct Broadcast {
     pub(crate) event: Option<&'static str>,
     /// The one client it is for, or `None` for every client.
     pub(crate) to: Option<ClientId>,
+    /// Its event id, for published events (messages, lines); ticks and notices
+    /// have none. SSE clients see it as the event's `id:`.
+    pub(crate) id: Option<u64>,
+    /// The topic whose subscribers get it; `None` for every client.
+    pub(crate) topic: Option<Topic>,
 }
 
 impl Broadcast {
@@ -69,6 +81,8 @@ impl Broadcast {
             text,
             event,
             to: None,
+            id: None,
+            topic: None,
         }
     }
 

@@ -39,21 +39,22 @@
 //! - `fan_out`: sharing a large broadcast between cores (performance: skip on
 //!   first reading).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, Receiver, Sender};
+use crossbeam_channel::{select, Receiver};
 use tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::client_event::{ClientEvent, ClientEventsTx};
 use crate::delivery::Delivery;
 use crate::metrics::{JoinFailure, Metrics};
 use crate::wire::message::{self, ClientId, LeaveReason};
+use crate::wire::subscription::Topic;
 use crate::wire::{frame, sse};
-pub(crate) use event::{Broadcast, HubEvent, FRAME_QUEUE};
+pub(crate) use event::{Broadcast, HubEvent, Joining, FRAME_QUEUE};
 use fan_out::{fan_out, FanOut};
 use heartbeat::{clock_ms, Heartbeat};
 use presence::Presence;
@@ -83,6 +84,9 @@ struct Client {
     sink: Sink,
     /// For log lines only.
     peer: SocketAddr,
+    /// The topics it chose (`?topic=`): it gets their messages, besides what goes
+    /// to everyone.
+    topics: Vec<Topic>,
 }
 
 /// The hub thread's state.
@@ -94,9 +98,9 @@ pub(crate) struct Hub {
     next_id: ClientId,
     /// How many of `clients` are SSE clients: with none, no SSE encoding is done.
     sse_clients: usize,
-    /// The `id:` of the next SSE event. Counts every broadcast, so ids go up by one
-    /// per event whether or not SSE clients were there to see it.
-    next_event_id: u64,
+    /// Who is subscribed to each topic: a message to a topic costs work in
+    /// proportion to its subscribers, not to every client.
+    subscribers: HashMap<Topic, BTreeSet<ClientId>>,
     /// Joins and leaves waiting to be announced.
     presence: Presence,
     /// Whose turn it is to be pinged, and when; `None` with `--heartbeat off`.
@@ -121,7 +125,7 @@ impl Hub {
             clients: BTreeMap::new(),
             next_id: 1,
             sse_clients: 0,
-            next_event_id: 1,
+            subscribers: HashMap::new(),
             presence: Presence::new(presence_window),
             heartbeat: heartbeat.map(Heartbeat::new),
             metrics,
@@ -207,19 +211,22 @@ impl Hub {
     /// Handles one join, leave or shutdown. Returns `false` on shutdown.
     fn handle(&mut self, event: HubEvent) -> bool {
         match event {
-            HubEvent::Join {
-                sink,
-                greeting,
-                peer,
-                id_tx,
-            } => self.join(sink, greeting, peer, &id_tx),
+            HubEvent::Join(joining) => self.join(joining),
             HubEvent::Leave { id, reason } => self.remove(id, reason),
             HubEvent::Shutdown => return false,
         }
         true
     }
 
-    fn join(&mut self, sink: Sink, greeting: Vec<u8>, peer: SocketAddr, id_tx: &Sender<ClientId>) {
+    fn join(&mut self, joining: Joining) {
+        let Joining {
+            sink,
+            subscription,
+            greeting,
+            peer,
+            id_tx,
+        } = joining;
+        let topics = subscription.topics;
         let id = self.next_id;
         self.next_id += 1;
         // The greeting and the welcome are the client's first bytes, written together:
@@ -246,7 +253,13 @@ impl Hub {
             Sink::WebSocket(outbox) => outbox.heard_from_client(clock_ms()),
         }
         // tour: join-insert
-        self.clients.insert(id, Client { sink, peer });
+        for topic in &topics {
+            self.subscribers
+                .entry(topic.clone())
+                .or_default()
+                .insert(id);
+        }
+        self.clients.insert(id, Client { sink, peer, topics });
         self.metrics.joined.fetch_add(1, Ordering::Relaxed);
         self.count_clients();
         self.presence.joined(id);
@@ -265,6 +278,14 @@ impl Hub {
     fn remove(&mut self, id: ClientId, reason: LeaveReason) {
         if let Some(client) = self.clients.remove(&id) {
             log::debug!("client {id} ({}) left: {}", client.peer, reason.as_str());
+            for topic in &client.topics {
+                if let Some(ids) = self.subscribers.get_mut(topic) {
+                    ids.remove(&id);
+                    if ids.is_empty() {
+                        self.subscribers.remove(topic);
+                    }
+                }
+            }
             if let Sink::Sse(sink) = &client.sink {
                 // Dropping the sink below ends the stream; say why first.
                 sink.close(reason);
@@ -284,14 +305,11 @@ impl Hub {
         self.metrics.clients.store(count, Ordering::Relaxed);
     }
 
-    /// Encodes an SSE event for every client, with the next id. Ids count only the
-    /// events every client gets (broadcasts, leave notices), so the ids one stream
-    /// sees have no gap unless it really missed an event; welcomes and join notices,
-    /// which some clients do not get, carry no id.
-    fn sse_event(&mut self, event: Option<&str>, text: &str) -> Arc<[u8]> {
-        let id = self.next_event_id;
-        self.next_event_id += 1;
-        sse::chunk(&sse::sse_event(Some(id), event, text))
+    /// Encodes an SSE event, once, for every SSE client it goes to. Its `id:` is
+    /// the event id of a published event (messages, lines), which a reconnecting
+    /// `EventSource` sends back as `Last-Event-ID`; ticks and notices have none.
+    fn sse_event(id: Option<u64>, event: Option<&str>, text: &str) -> Arc<[u8]> {
+        sse::chunk(&sse::sse_event(id, event, text))
     }
 
     /// Pings the next group of clients (SSE clients get a comment instead), after
@@ -320,10 +338,13 @@ impl Hub {
         self.send_to(&round.ping(), |id| round.includes(id));
     }
 
-    /// Writes a batch from the frames channel, in order: each run of broadcasts goes
-    /// out together, a message for one client to that client alone.
+    /// Writes a batch from the frames channel, in order: each run of broadcasts to
+    /// the same audience (everyone, or one topic's subscribers) goes out together,
+    /// a message for one client to that client alone.
     fn deliver(&mut self, batch: &[Broadcast]) {
-        for run in batch.chunk_by(|a, b| a.to.is_none() && b.to.is_none()) {
+        let same_run =
+            |a: &Broadcast, b: &Broadcast| a.to.is_none() && b.to.is_none() && a.topic == b.topic;
+        for run in batch.chunk_by(same_run) {
             match run {
                 [one] if one.to.is_some() => self.send_one(one),
                 _ => self.broadcast(run),
@@ -366,18 +387,29 @@ impl Hub {
             let mut chunks = Vec::new();
             for b in batch {
                 // tour: broadcast-sse-once
-                chunks.extend_from_slice(&self.sse_event(b.event, &b.text));
+                chunks.extend_from_slice(&Hub::sse_event(b.id, b.event, &b.text));
             }
             Some(Arc::from(chunks))
         } else {
-            self.next_event_id += batch.len() as u64;
             None
         };
-        self.send_to_all(&Encoded {
+        let message = Encoded {
             frame: &frames,
             sse,
             messages: batch.len() as u64,
-        });
+        };
+        // A run shares its topic (see `deliver`).
+        match batch.first().and_then(|b| b.topic.as_ref()) {
+            None => self.send_to_all(&message),
+            Some(topic) => {
+                let ids: Vec<ClientId> = self
+                    .subscribers
+                    .get(topic)
+                    .map(|ids| ids.iter().copied().collect())
+                    .unwrap_or_default();
+                self.send_to_ids(&message, &ids);
+            }
+        }
     }
 
     /// Writes to every client; cuts off the ones that cannot keep up.
@@ -395,6 +427,19 @@ impl Hub {
             .map(|(&id, c)| (id, &c.sink))
             .collect();
         // tour: fan-out
+        let outcome = fan_out(&targets, self.fan_out_threads, |part| {
+            deliver_all(part, message)
+        });
+        self.settle(outcome);
+    }
+
+    /// Writes to the clients `ids` (in order; those that have gone are skipped);
+    /// cuts off the ones that cannot keep up.
+    fn send_to_ids(&mut self, message: &Encoded<'_>, ids: &[ClientId]) {
+        let targets: Vec<(ClientId, &Sink)> = ids
+            .iter()
+            .filter_map(|id| self.clients.get(id).map(|c| (*id, &c.sink)))
+            .collect();
         let outcome = fan_out(&targets, self.fan_out_threads, |part| {
             deliver_all(part, message)
         });

@@ -21,13 +21,14 @@ use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::thread;
 
-use crossbeam_channel::{bounded, unbounded, RecvTimeoutError};
+use crossbeam_channel::{bounded, unbounded, RecvTimeoutError, Sender};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 
 use super::sink::{channel, SseQueue};
 use super::*;
 use crate::wire::sse;
+use crate::wire::subscription::Subscription;
 
 /// How long the hub may take to answer anything before the test fails. Generous:
 /// a debug build on a loaded 2-core machine, bursts of thousands.
@@ -187,12 +188,13 @@ impl Harness {
                 let (sink, queue) = channel(usize::MAX);
                 let (id_tx, id_rx) = bounded(1);
                 let greeting = greeting(k);
-                let join = HubEvent::Join {
+                let join = HubEvent::Join(Joining {
                     sink: Sink::Sse(sink),
+                    subscription: Subscription::default(),
                     greeting: greeting.clone(),
                     peer,
                     id_tx,
-                };
+                });
                 self.events_tx.send(join).expect("the hub is running");
                 (queue, id_rx, greeting)
             })

@@ -159,6 +159,7 @@ fn find_head_end(bytes: &[u8]) -> Option<usize> {
 
 /// A request head, parsed: the request line and the header fields, as the
 /// WebSocket handshake and the HTTP port both read them.
+#[derive(Debug)]
 pub(crate) struct Head {
     /// `GET`, `POST`, …
     pub(crate) method: String,
@@ -221,6 +222,52 @@ impl Head {
     }
 }
 
+/// The values of `key` in a request target's query (`/echo?topic=a&topic=b`), in
+/// order, percent-decoded (`room%3A42` is `room:42`, as browsers send it).
+/// `Err` names a value that does not decode to UTF-8 text.
+pub(crate) fn query_values(target: &str, key: &str) -> Result<Vec<String>, String> {
+    let Some((_, query)) = target.split_once('?') else {
+        return Ok(Vec::new());
+    };
+    let query = query.split('#').next().unwrap_or_default();
+    query
+        .split('&')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == key).then_some(v)
+        })
+        .map(|value| {
+            percent_decode(value)
+                .ok_or_else(|| format!("{key}={value:?} is not percent-encoded UTF-8 text"))
+        })
+        .collect()
+}
+
+/// Decodes `%XX` escapes, and `+` as a space (as HTML forms send it).
+fn percent_decode(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        match b {
+            b'%' => {
+                let hex = tail.get(..2)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                bytes.push(u8::from_str_radix(hex, 16).ok()?);
+                rest = &tail[2..];
+            }
+            b'+' => {
+                bytes.push(b' ');
+                rest = tail;
+            }
+            _ => {
+                bytes.push(b);
+                rest = tail;
+            }
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +284,19 @@ mod tests {
         };
         assert_eq!(got.head.len(), head_len);
         assert_eq!(got.leftover, [0x81, 0x80]);
+    }
+
+    #[test]
+    fn query_values_are_found_and_decoded() {
+        let target = "/echo?topic=prices&since=4&topic=room%3A42&x&topic=a+b#frag";
+        assert_eq!(
+            query_values(target, "topic"),
+            Ok(vec!["prices".into(), "room:42".into(), "a b".into()])
+        );
+        assert_eq!(query_values(target, "since"), Ok(vec!["4".into()]));
+        assert_eq!(query_values("/echo", "topic"), Ok(vec![]));
+        assert!(query_values("/echo?topic=%zz", "topic").is_err());
+        assert!(query_values("/echo?topic=%ff", "topic").is_err());
     }
 
     #[test]

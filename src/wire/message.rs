@@ -11,7 +11,8 @@
 //! | tick | everyone, every interval | `{"type":"tick","seq":42,"time":"2026-11-24T14:00:01.000Z"}` |
 //! | join | everyone but the newest joiner | `{"type":"join","ids":[8],"clients":4}` |
 //! | leave | everyone still connected | `{"type":"leave","ids":[7],"clients":3,"reason":"closed"}` |
-//! | line | everyone (`--stdin`) | `{"type":"line","text":"GET /index.html 200"}` |
+//! | line | everyone (`--stdin`) | `{"type":"line","id":7,"text":"GET /index.html 200"}` |
+//! | message | everyone, or a topic's subscribers | `{"type":"message","id":8,"topic":"prices","data":{"price":42}}` |
 //!
 //! Anything a client sends is echoed back to it unchanged, as the same frame type.
 
@@ -96,10 +97,28 @@ pub fn leave(ids: &[ClientId], clients: usize, reason: LeaveReason) -> String {
     )
 }
 
-/// `{"type":"line","text":"…"}`: one line of the server's standard input
-/// (`tickcast --stdin`).
-pub fn line(text: &str) -> String {
-    format!(r#"{{"type":"line","text":{}}}"#, json_string(text))
+/// `{"type":"line","id":7,"text":"…"}`: one line of the server's standard input
+/// (`tickcast --stdin`) or of [`crate::publish_lines`], with its event id.
+pub fn line(id: u64, text: &str) -> String {
+    format!(
+        r#"{{"type":"line","id":{id},"text":{}}}"#,
+        json_string(text)
+    )
+}
+
+/// `{"type":"message","id":42,"topic":"prices","data":…}`: a published message.
+/// `data` must already be JSON (a value as published, or a string); `topic` is
+/// left out for a message to everyone.
+pub(crate) fn message(id: u64, topic: Option<&str>, data: &str) -> String {
+    match topic {
+        Some(topic) => {
+            format!(
+                r#"{{"type":"message","id":{id},"topic":{},"data":{data}}}"#,
+                json_string(topic)
+            )
+        }
+        None => format!(r#"{{"type":"message","id":{id},"data":{data}}}"#),
+    }
 }
 
 /// `text` as a JSON string literal, quotes included.
@@ -187,6 +206,14 @@ mod tests {
     #[test]
     fn json_strings_are_escaped() {
         assert_eq!(json_string("a\"b\\c\n\u{1}é"), r#""a\"b\\c\n\u0001é""#);
-        assert_eq!(line("x"), r#"{"type":"line","text":"x"}"#);
+        assert_eq!(line(7, "x"), r#"{"type":"line","id":7,"text":"x"}"#);
+        assert_eq!(
+            message(8, Some("prices"), "42"),
+            r#"{"type":"message","id":8,"topic":"prices","data":42}"#
+        );
+        assert_eq!(
+            message(9, None, r#""hi""#),
+            r#"{"type":"message","id":9,"data":"hi"}"#
+        );
     }
 }

@@ -5,8 +5,12 @@
 //! - [`frame`]: WebSocket frames as the server writes them.
 //! - [`sse`]: Server-Sent Events, as HTTP chunks.
 //! - [`http`]: HTTP/1.1 request heads and error answers.
+//! - [`json`]: whether a text is one JSON value (published bodies).
+//! - [`subscription`]: topic names, and what a client subscribes to.
 
 pub(crate) mod frame;
 pub(crate) mod http;
+pub(crate) mod json;
 pub(crate) mod message;
 pub(crate) mod sse;
+pub(crate) mod subscription;

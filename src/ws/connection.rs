@@ -36,13 +36,14 @@ use super::outbox::{ClientStream, Outbox};
 use crate::client_event::ClientEvent;
 use crate::hub::heartbeat::clock_ms;
 use crate::hub::sink::Sink;
-use crate::hub::HubEvent;
+use crate::hub::{HubEvent, Joining};
 use crate::metrics::JoinFailure;
 use crate::shared::Shared;
 use crate::shutdown::{linger, LINGER};
 use crate::wire::frame;
 use crate::wire::http::{read_request, Refusal};
 use crate::wire::message::{ClientId, LeaveReason};
+use crate::wire::subscription::Subscription;
 
 /// Runs one client connection to the end. Called on the client's own thread.
 pub(crate) fn serve(
@@ -51,7 +52,12 @@ pub(crate) fn serve(
     peer: SocketAddr,
     shared: &Shared,
 ) {
-    let Some(Accepted { answer, leftover }) = handshake(&socket, &outbox, shared) else {
+    let Some(Accepted {
+        answer,
+        subscription,
+        leftover,
+    }) = handshake(&socket, &outbox, shared)
+    else {
         return;
     };
 
@@ -60,12 +66,13 @@ pub(crate) fn serve(
     // client sees, it receives every broadcast.
     let (id_tx, id_rx) = bounded(1);
     // tour: ws-join
-    let join = HubEvent::Join {
+    let join = HubEvent::Join(Joining {
         sink: Sink::WebSocket(outbox.clone()),
+        subscription,
         greeting: answer,
         peer,
         id_tx,
-    };
+    });
     let joined = shared
         .events_tx
         .send(join)
@@ -150,6 +157,8 @@ impl Drop for LeaveOnDrop<'_> {
 struct Accepted {
     /// The `101` answer, for the hub to write with the welcome.
     answer: Vec<u8>,
+    /// The topics and resume point the URL asked for.
+    subscription: Subscription,
     /// Bytes after the request head: the start of the WebSocket stream.
     leftover: Vec<u8>,
 }
@@ -176,13 +185,21 @@ fn handshake(socket: &TcpStream, outbox: &Outbox, shared: &Shared) -> Option<Acc
     };
     // tour: handshake-decide
     match handshake::decide(read, &context) {
-        Decision::Upgrade { answer, leftover } => {
+        Decision::Upgrade {
+            answer,
+            subscription,
+            leftover,
+        } => {
             // From here on the thread may sleep in `read` for as long as the
             // client is quiet.
             if let Err(e) = socket.set_read_timeout(None) {
                 return abandoned(socket, shared, &e.to_string());
             }
-            Some(Accepted { answer, leftover })
+            Some(Accepted {
+                answer,
+                subscription,
+                leftover,
+            })
         }
         Decision::FlashPolicy => {
             shared
@@ -362,6 +379,7 @@ mod tests {
             ws_port: 1,
             stopping: crate::shutdown::StopFlag::default(),
             client_events_tx: None,
+            publisher: crate::publisher::Publisher::new(crossbeam_channel::bounded(1).0),
             ws_config: tungstenite::protocol::WebSocketConfig::default(),
             events_tx,
             page_url: None,

@@ -26,6 +26,7 @@
 #[cfg(doc)]
 use crate::wire::http::read_request;
 use crate::wire::http::{Head, Incoming, Refusal};
+use crate::wire::subscription::Subscription;
 
 /// What the connection thread should do with a request.
 #[derive(Debug)]
@@ -34,6 +35,8 @@ pub(crate) enum Verdict {
     Accept {
         /// The `Sec-WebSocket-Accept` value.
         accept_key: String,
+        /// The topics and resume point the URL asks for.
+        subscription: Subscription,
     },
     /// Refuse with an HTTP error response.
     Refuse(Refusal),
@@ -59,6 +62,8 @@ pub(crate) enum Decision {
     Upgrade {
         /// The `101 Switching Protocols` answer.
         answer: Vec<u8>,
+        /// The topics and resume point the URL asks for.
+        subscription: Subscription,
         /// The bytes that followed the request head: the client may send its first
         /// frame without waiting for our answer, and they belong to the WebSocket.
         leftover: Vec<u8>,
@@ -94,8 +99,12 @@ pub(crate) fn decide(read: Result<Option<Incoming>, Refusal>, ctx: &Context<'_>)
         ));
     }
     match check(&request.head, ctx) {
-        Verdict::Accept { accept_key } => Decision::Upgrade {
+        Verdict::Accept {
+            accept_key,
+            subscription,
+        } => Decision::Upgrade {
             answer: switching_protocols(&accept_key),
+            subscription,
             leftover: request.leftover,
         },
         Verdict::Refuse(refusal) => Decision::Refuse(refusal),
@@ -174,8 +183,13 @@ fn check(head: &[u8], ctx: &Context<'_>) -> Verdict {
             "Sec-WebSocket-Key must be 16 random bytes in base64 (24 characters)",
         ));
     }
+    let subscription = match Subscription::from_target(&request.target) {
+        Ok(subscription) => subscription,
+        Err(why) => return Verdict::Refuse(Refusal::new(400, why)),
+    };
     Verdict::Accept {
         accept_key: tungstenite::handshake::derive_accept_key(key.as_bytes()),
+        subscription,
     }
 }
 
@@ -244,7 +258,7 @@ mod tests {
     #[test]
     fn rfc_example_key_is_accepted() {
         match check(&request(&GOOD), &CTX) {
-            Verdict::Accept { accept_key } => {
+            Verdict::Accept { accept_key, .. } => {
                 assert_eq!(accept_key, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
             }
             Verdict::Refuse(r) => panic!("refused: {r:?}"),

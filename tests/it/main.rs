@@ -16,6 +16,7 @@ mod heartbeat;
 mod http;
 mod metrics;
 mod presence;
+mod publish;
 mod shutdown;
 mod slow_client;
 mod sse;

@@ -160,9 +160,8 @@ fn sse_stream_carries_welcome_and_ticks() {
     let (first, tick1) = sse.next_named("tick");
     let (second, tick2) = sse.next_named("tick");
     assert_eq!(tick2["seq"].as_u64(), tick1["seq"].as_u64().map(|s| s + 1));
-    // Ids count the events every client gets: the welcome carries none.
-    assert_eq!(welcome.id, None);
-    assert_eq!(second.id, first.id.map(|id| id + 1));
+    // Ids are published events' ids: the welcome and ticks carry none.
+    assert_eq!((welcome.id, first.id, second.id), (None, None, None));
     assert!(tick1["time"].as_str().unwrap().ends_with('Z'));
 }
 
@@ -286,36 +285,32 @@ fn sse_streams_count_against_max_clients() {
     sse.next_named("tick");
 }
 
-/// The ids a stream sees go up by exactly one from event to event, across its own
-/// join and another client's: a gap means a missed event, and none is missed here.
-/// Welcomes and join notices, which not every client gets, carry no id.
+/// A stream's `id:`s are the ids of published events (messages, lines), the ids
+/// `Last-Event-ID` resumes from; welcomes, ticks and notices carry none.
 #[test]
-fn sse_ids_have_no_gaps() {
+fn sse_ids_are_the_published_events_ids() {
     let server = start();
     let mut sse = SseClient::connect(server.http_addr().unwrap());
-    let mut last_id: Option<u64> = None;
-    let mut joins = 0;
-    let mut other = None;
-    for n in 0..12 {
+    let (welcome, _) = sse.next_named("welcome");
+    assert_eq!(welcome.id, None);
+    let publisher = server.publisher();
+    let first = publisher.publish(None, "one").unwrap();
+    let second = publisher.publish(None, r#"{"n":2}"#).unwrap();
+    assert_eq!(second, first + 1);
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
         let event = sse.next_event().expect("the stream stays open");
-        if matches!(event.name.as_deref(), Some("welcome" | "join")) {
-            assert_eq!(event.id, None, "{event:?}");
-            joins += usize::from(event.name.as_deref() == Some("join"));
-        }
-        if let Some(id) = event.id {
-            if let Some(last) = last_id {
-                assert_eq!(id, last + 1, "after id {last}: {event:?}");
+        match event.name.as_deref() {
+            None => {
+                let json: Value = serde_json::from_str(&event.data).unwrap();
+                assert_eq!(json["type"], "message", "{event:?}");
+                assert_eq!(event.id, json["id"].as_u64(), "{event:?}");
+                seen.push(json);
             }
-            last_id = Some(id);
-        }
-        if n == 3 {
-            // Another client joins: a join notice reaches this stream.
-            let mut client = Client::connect(&server);
-            client.welcome();
-            other = Some(client);
+            Some(_) => assert_eq!(event.id, None, "{event:?}"),
         }
     }
-    assert!(last_id.is_some(), "no event with an id");
-    assert_eq!(joins, 1, "the other client's join notice");
-    drop(other);
+    assert_eq!(seen[0]["data"], "one");
+    assert_eq!(seen[1]["data"]["n"], 2);
+    assert_eq!(seen[1]["id"], second);
 }

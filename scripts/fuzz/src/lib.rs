@@ -417,9 +417,12 @@ pub fn json_string(data: &[u8]) {
     let back: String = serde_json::from_str(&json)
         .unwrap_or_else(|e| panic!("json_string({text:?}) = {json} is not JSON: {e}"));
     assert_eq!(back, text, "json_string does not round-trip");
-    let line: serde_json::Value = serde_json::from_str(&fuzzing::line(&text))
+    let line: serde_json::Value = serde_json::from_str(&fuzzing::line(7, &text))
         .unwrap_or_else(|e| panic!("line({text:?}) is not JSON: {e}"));
-    assert_eq!(line, serde_json::json!({"type": "line", "text": text}));
+    assert_eq!(
+        line,
+        serde_json::json!({"type": "line", "id": 7, "text": text})
+    );
 }
 
 // ---------------------------------------------------------------------------
