@@ -76,6 +76,10 @@ OPTIONS:
                                     [default: none: only this machine (loopback) may publish]
     --publish-token-file PATH       read TOKEN from PATH (or set TICKCAST_PUBLISH_TOKEN),
                                     so that it is not on the command line
+    --history N                     published events kept for clients that resume
+                                    (?since=, Last-Event-ID); 0 keeps none [default: 1000]
+    --history-bytes BYTES           most bytes of text the history holds
+                                    [default: half of --max-backlog]
     --flash-policy-addr ADDR        legacy Flash socket policy server, e.g. 0.0.0.0:843 [default: off]
     --flash-policy-allow DOMAIN:PORTS
                                     a policy rule, e.g. *.example.com:80,443; repeatable
@@ -224,6 +228,16 @@ where
             "--max-backlog" => {
                 let v = value()?;
                 config.max_backlog = parse_size(&v).map_err(|e| flag_error(&flag, &v, &e))?;
+            }
+            "--history" => {
+                let v = value()?;
+                config.history = v.parse().map_err(|_| {
+                    flag_error(&flag, &v, "expected a count, e.g. 1000 (0 keeps none)")
+                })?;
+            }
+            "--history-bytes" => {
+                let v = value()?;
+                config.history_bytes = Some(parse_size(&v).map_err(|e| flag_error(&flag, &v, &e))?);
             }
             // Escaped: the message must stay one line, with no raw control bytes.
             other if other.starts_with('-') => {
@@ -436,7 +450,12 @@ mod tests {
             "2s",
             "--max-header-size",
             "16KiB",
+            "--history=0",
+            "--history-bytes",
+            "64KiB",
         ]);
+        assert_eq!(c.history, 0);
+        assert_eq!(c.history_bytes, Some(64 << 10));
         assert_eq!(c.heartbeat, None);
         assert_eq!(
             c.allowed_origins,
@@ -452,6 +471,7 @@ mod tests {
         assert!(error(&["--interval", "soon"]).contains("--interval"));
         assert!(error(&["--interval"]).contains("needs a value"));
         assert!(error(&["--max-clients", "0"]).contains("--max-clients"));
+        assert!(error(&["--history", "-1"]).contains("--history"));
         assert!(error(&["--ws-addr", "nowhere"]).contains("--ws-addr"));
         assert!(error(&["stray"]).contains("stray"));
     }

@@ -150,6 +150,20 @@ pub struct Config {
     /// a bearer token travels in clear over plain HTTP.
     pub publish_token: Option<String>,
 
+    /// How many published events the hub keeps for clients that resume after a
+    /// reconnect (`?since=`, `Last-Event-ID`). A client that missed more gets a
+    /// `reset` notice instead. `0` keeps none.
+    ///
+    /// Default 1000.
+    pub history: usize,
+
+    /// The most bytes of message text the history holds, or `None` for half of
+    /// [`max_backlog`](Config::max_backlog). A client's replay goes into its
+    /// backlog, so it must leave room there for the live stream.
+    ///
+    /// Default `None` (1 MiB with the default backlog).
+    pub history_bytes: Option<usize>,
+
     /// Whether a client's text and binary messages are echoed back to it.
     ///
     /// Default `true`, the tutorial's behaviour. An embedding program that answers
@@ -189,6 +203,14 @@ pub struct Config {
     pub read_buffer_size: usize,
 }
 
+impl Config {
+    /// The history's byte cap: [`history_bytes`](Config::history_bytes), or half of
+    /// the backlog.
+    pub(crate) fn history_byte_cap(&self) -> usize {
+        self.history_bytes.unwrap_or(self.max_backlog / 2)
+    }
+}
+
 /// The tutorial's WebSocket port.
 pub const DEFAULT_WS_PORT: u16 = 40132;
 /// The default HTTP port for the page.
@@ -212,6 +234,8 @@ impl Default for Config {
             max_handshake_size: 8 << 10,
             publish: true,
             publish_token: None,
+            history: 1000,
+            history_bytes: None,
             echo: true,
             client_events: None,
             max_http_connections: 512,
@@ -275,6 +299,18 @@ impl Config {
                 "--max-backlog ({} bytes) must be at least --max-message-size ({} bytes) plus \
                  {MAX_FRAME_HEADER}, so that echoing the largest message cannot cut a client off",
                 self.max_backlog, self.max_message_size
+            ));
+        }
+        if self
+            .history_bytes
+            .is_some_and(|bytes| bytes > self.max_backlog / 2)
+        {
+            return invalid(format!(
+                "--history-bytes ({} bytes) must be at most half of --max-backlog ({} bytes): a \
+                 resuming client's replay goes into its backlog, and the live stream needs room \
+                 too; lower --history-bytes or raise --max-backlog",
+                self.history_bytes.unwrap_or_default(),
+                self.max_backlog
             ));
         }
         if self
@@ -343,6 +379,21 @@ mod tests {
         };
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("--max-backlog"), "{err}");
+    }
+
+    #[test]
+    fn a_history_that_would_not_fit_a_backlog_is_refused() {
+        let config = Config {
+            history_bytes: Some(1 << 20 | 1),
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("--history-bytes"), "{err}");
+        let config = Config {
+            history_bytes: Some(1 << 20),
+            ..Config::default()
+        };
+        config.validate().unwrap();
     }
 
     #[test]

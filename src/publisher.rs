@@ -7,9 +7,15 @@
 //! bounded ([`FRAME_QUEUE`](crate::hub::FRAME_QUEUE)), so a publisher in a tight
 //! loop is slowed to the hub's pace instead of filling memory.
 //!
-//! Published events (messages and lines) get an **id** that only grows. Ids are
-//! handed out under a lock that is held until the event is on the channel, so the
-//! hub sees them in id order whatever thread published them.
+//! Published events (messages and lines) get an **id** that only grows, by one per
+//! event. Ids are handed out under a lock that is held until the event is on the
+//! channel, so the hub sees them in id order, with no gaps, whatever thread
+//! published them.
+//!
+//! The first id of a run is the time the server started, in microseconds since
+//! 1970 ([`first_id_now`]), not 1: ids then keep growing across restarts, so a
+//! client that resumes with an id from before a restart is told it missed events
+//! instead of being replayed the new run's events as if they came after its own.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -20,6 +26,17 @@ use crate::wire::json::is_json;
 use crate::wire::message::{self, ClientId};
 use crate::wire::subscription::Topic;
 use crate::Error;
+
+/// The first event id of a run: the time now, in microseconds since 1970 (about
+/// 1.8 × 10^15 in 2026, well within the integers JavaScript holds exactly, 2^53).
+pub(crate) fn first_id_now() -> u64 {
+    let since_1970 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since_1970.as_micros())
+        .unwrap_or(u64::MAX / 2)
+        .max(1)
+}
 
 /// A cloneable handle for broadcasting your own messages to every client, or to
 /// the clients of a topic.
@@ -37,10 +54,11 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub(crate) fn new(frames_tx: Sender<Broadcast>) -> Publisher {
+    /// A publisher whose first event gets id `first_id` (see [`first_id_now`]).
+    pub(crate) fn new(frames_tx: Sender<Broadcast>, first_id: u64) -> Publisher {
         Publisher {
             frames_tx,
-            next_id: Arc::new(Mutex::new(1)),
+            next_id: Arc::new(Mutex::new(first_id)),
         }
     }
 

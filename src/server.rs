@@ -19,7 +19,7 @@ use crossbeam_channel::{bounded, unbounded, Sender};
 
 use crate::client_event::{self, ClientEvents};
 use crate::flash_policy::{self, FlashPolicyServer};
-use crate::hub::{Hub, HubEvent, FRAME_QUEUE};
+use crate::hub::{HistoryLimits, Hub, HubEvent, FRAME_QUEUE};
 use crate::limits::{self, Capacity, Machine};
 use crate::listener::{self, Acceptor, Port, REFUSAL_SLACK};
 use crate::metrics::Metrics;
@@ -114,6 +114,7 @@ impl Server {
             None => (None, None),
         };
         let (frames_tx, frames_rx) = bounded(FRAME_QUEUE);
+        let first_id = crate::publisher::first_id_now();
         let ws_config = tungstenite::protocol::WebSocketConfig::default()
             .read_buffer_size(config.read_buffer_size)
             // Write every frame into the outbox at once; the outbox does the buffering.
@@ -131,7 +132,7 @@ impl Server {
             events_tx,
             client_events_tx: client_events_tx.clone(),
             registry: Arc::new(Registry::new(metrics.clone())),
-            publisher: Publisher::new(frames_tx.clone()),
+            publisher: Publisher::new(frames_tx.clone(), first_id),
             metrics: metrics.clone(),
         });
 
@@ -150,6 +151,11 @@ impl Server {
         let hub = Hub::new(
             shared.config.presence_window,
             shared.config.heartbeat,
+            HistoryLimits {
+                events: shared.config.history,
+                bytes: shared.config.history_byte_cap(),
+                newest: first_id - 1,
+            },
             client_events_tx,
             metrics.clone(),
         );

@@ -230,7 +230,7 @@ fn event_stream(
     // A reconnecting `EventSource` sends the id of the last event it saw.
     let subscription = Subscription::from_target(&request.head.target).and_then(|mut sub| {
         if let (None, Some(last)) = (sub.since, request.head.header("Last-Event-ID")) {
-            sub.since = Some(parse_id(last)?);
+            sub.since = Some(parse_id("Last-Event-ID", last)?);
         }
         Ok(sub)
     });

@@ -16,7 +16,8 @@
 //!
 //! Who may publish: with `--publish-token`, whoever sends it as a bearer token
 //! (compared in constant time); without one, clients on this machine (loopback)
-//! only; with `--publish off`, nobody. Everything else is refused before a byte of
+//! only, and not through a proxy that says it forwards for someone; with
+//! `--publish off`, nobody. Everything else is refused before a byte of
 //! the body is read, and nothing reaches a client:
 //!
 //! | request | answer |
@@ -24,7 +25,7 @@
 //! | a method other than `POST` | `405`, `Allow: POST` |
 //! | publishing off | `403` |
 //! | no token or a wrong one | `401`, `WWW-Authenticate: Bearer` |
-//! | not from loopback, no `--publish-token` set | `403` |
+//! | not from loopback (or forwarded by a proxy), no `--publish-token` set | `403` |
 //! | no `Content-Length` (e.g. a chunked body) | `411` |
 //! | a body over `--max-message-size` | `413` |
 //! | a bad topic name, two topics | `400`, naming the rule |
@@ -147,12 +148,27 @@ fn check_allowed(peer: SocketAddr, head: &Head, shared: &Shared) -> Result<(), R
             refusal.extra_header = Some("WWW-Authenticate: Bearer");
             Err(refusal)
         }
-        None if is_loopback(peer.ip()) => Ok(()),
+        // A reverse proxy on this machine makes every request look local; one that
+        // says whom it forwards for is taken at its word that it is not.
+        None if is_loopback(peer.ip()) && !forwarded(head) => Ok(()),
+        None if is_loopback(peer.ip()) => Err(Refusal::new(
+            403,
+            "this request came through a proxy (it carries Forwarded, X-Forwarded-For or \
+             X-Real-IP); without --publish-token, only clients on the server's own machine \
+             may publish",
+        )),
         None => Err(Refusal::new(
             403,
             "without --publish-token, only clients on the server's own machine may publish",
         )),
     }
+}
+
+/// Whether a proxy says it forwarded this request for someone.
+fn forwarded(head: &Head) -> bool {
+    ["Forwarded", "X-Forwarded-For", "X-Real-IP"]
+        .iter()
+        .any(|name| head.header(name).is_some())
 }
 
 fn is_loopback(ip: IpAddr) -> bool {

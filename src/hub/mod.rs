@@ -50,19 +50,21 @@ use tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::client_event::{ClientEvent, ClientEventsTx};
 use crate::delivery::Delivery;
-use crate::metrics::{JoinFailure, Metrics};
+use crate::metrics::{JoinFailure, Metrics, ResumeOutcome};
 use crate::wire::message::{self, ClientId, LeaveReason};
 use crate::wire::subscription::Topic;
 use crate::wire::{frame, sse};
 pub(crate) use event::{Broadcast, HubEvent, Joining, FRAME_QUEUE};
 use fan_out::{fan_out, FanOut};
 use heartbeat::{clock_ms, Heartbeat};
+use history::{History, Resume};
 use presence::Presence;
-use sink::{deliver_all, Encoded, Sink};
+use sink::{deliver_all, Encoded, Message, Sink};
 
 mod event;
 mod fan_out;
 pub(crate) mod heartbeat;
+mod history;
 mod presence;
 pub(crate) mod sink;
 #[cfg(test)]
@@ -77,6 +79,14 @@ const BROADCAST_BATCH_BYTES: usize = 64 << 10;
 
 /// Most joins and leaves handled in a row before the hub looks at broadcasts again.
 const EVENT_BATCH: usize = 1024;
+
+/// How much history the hub keeps (`--history`, `--history-bytes`), and the id of
+/// the newest event published before it started.
+pub(crate) struct HistoryLimits {
+    pub(crate) events: usize,
+    pub(crate) bytes: usize,
+    pub(crate) newest: u64,
+}
 
 /// One connected client, as the hub sees it.
 struct Client {
@@ -101,6 +111,8 @@ pub(crate) struct Hub {
     /// Who is subscribed to each topic: a message to a topic costs work in
     /// proportion to its subscribers, not to every client.
     subscribers: HashMap<Topic, BTreeSet<ClientId>>,
+    /// Recent published events, for clients that resume.
+    history: History,
     /// Joins and leaves waiting to be announced.
     presence: Presence,
     /// Whose turn it is to be pinged, and when; `None` with `--heartbeat off`.
@@ -117,10 +129,12 @@ impl Hub {
     pub(crate) fn new(
         presence_window: Duration,
         heartbeat: Option<Duration>,
+        history: HistoryLimits,
         client_events: Option<ClientEventsTx>,
         metrics: Arc<Metrics>,
     ) -> Hub {
         Hub {
+            history: History::new(history.events, history.bytes, history.newest),
             client_events,
             clients: BTreeMap::new(),
             next_id: 1,
@@ -183,6 +197,8 @@ impl Hub {
                             }
                         }
                         self.deliver(&batch);
+                        let published = self.history.keep(batch);
+                        self.metrics.published.fetch_add(published, Ordering::Relaxed);
                     }
                     Err(_) => break,
                 },
@@ -229,11 +245,54 @@ impl Hub {
         let topics = subscription.topics;
         let id = self.next_id;
         self.next_id += 1;
-        // The greeting and the welcome are the client's first bytes, written together:
-        // nothing else can reach its sink until it is in `clients`, and only this
-        // thread puts it there.
-        let text = message::welcome(id, self.clients.len() + 1, time::OffsetDateTime::now_utc());
-        let (delivery, welcome_len) = sink.greet(greeting, &text);
+        // The greeting, the welcome and what the client missed (if it resumes) are
+        // its first bytes, written together: nothing else can reach its sink until
+        // it is in `clients`, and only this thread puts it there. So the replay and
+        // the live stream meet with no gap and no duplicate.
+        let last_id = self.history.newest();
+        let text = message::welcome(
+            id,
+            self.clients.len() + 1,
+            last_id,
+            time::OffsetDateTime::now_utc(),
+        );
+        let resume = subscription
+            .since
+            .map(|since| (since, self.history.after(since, &topics)));
+        let reset;
+        // The welcome's SSE id is where this stream resumes from, should it break
+        // during the replay: the client's own id, or the newest.
+        let mut first = vec![Message {
+            id: Some(match &resume {
+                Some((since, Resume::Replay(_))) => *since,
+                _ => last_id,
+            }),
+            event: Some("welcome"),
+            text: &text,
+        }];
+        match &resume {
+            None => {}
+            // tour: join-replay
+            Some((_, Resume::Replay(missed))) => {
+                self.metrics.resumes.add(ResumeOutcome::Replayed);
+                first.extend(missed.iter().map(|kept| Message {
+                    id: Some(kept.id),
+                    event: kept.event,
+                    text: &kept.text,
+                }));
+            }
+            Some((since, Resume::Missed(why))) => {
+                self.metrics.resumes.add(ResumeOutcome::Reset);
+                log::debug!("{peer} cannot resume after {since}: {why}");
+                reset = message::reset(*since, last_id, why);
+                first.push(Message {
+                    id: Some(last_id),
+                    event: Some("reset"),
+                    text: &reset,
+                });
+            }
+        }
+        let (delivery, first_len) = sink.greet(greeting, &first);
         if delivery != Delivery::Accepted {
             // Gone before it was welcomed: never announce it. Its thread sees the
             // answer channel close and ends.
@@ -241,10 +300,12 @@ impl Hub {
             self.metrics.joins_failed.add(JoinFailure::ClientGone);
             return;
         }
-        self.metrics.frames_sent.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .frames_sent
+            .fetch_add(first.len() as u64, Ordering::Relaxed);
         self.metrics
             .bytes_sent
-            .fetch_add(welcome_len as u64, Ordering::Relaxed);
+            .fetch_add(first_len as u64, Ordering::Relaxed);
         match &sink {
             Sink::Sse(_) => self.sse_clients += 1,
             // The heartbeat judges a client on the pings it was sent: count the join

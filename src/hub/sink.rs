@@ -39,6 +39,16 @@ pub(super) struct Encoded<'a> {
     pub(super) messages: u64,
 }
 
+/// One message not yet encoded, with what SSE needs besides the text.
+pub(super) struct Message<'a> {
+    /// The SSE `id:` field, which a reconnecting `EventSource` sends back.
+    pub(super) id: Option<u64>,
+    /// The SSE event name, or `None` for a plain message.
+    pub(super) event: Option<&'static str>,
+    /// The text: the frame's payload, the event's data.
+    pub(super) text: &'a str,
+}
+
 impl Sink {
     /// Writes `message` in this client's encoding. Never blocks.
     pub(super) fn send(&self, message: &Encoded<'_>) -> Delivery {
@@ -51,22 +61,25 @@ impl Sink {
     }
 
     /// Writes a new client's first bytes in one write: `greeting` (the `101`, or the
-    /// SSE response head) and then the welcome, `welcome_text`, in this client's
-    /// encoding. Returns what came of it, and the welcome's size in bytes (the
-    /// greeting is HTTP, not a frame).
-    pub(super) fn greet(&self, mut greeting: Vec<u8>, welcome_text: &str) -> (Delivery, usize) {
+    /// SSE response head), then `first` (its welcome, and what it missed if it
+    /// resumes), in this client's encoding. Returns what came of it, and the size
+    /// of `first` in bytes (the greeting is HTTP, not a frame).
+    pub(super) fn greet(&self, mut greeting: Vec<u8>, first: &[Message<'_>]) -> (Delivery, usize) {
         let greeting_len = greeting.len();
         let delivery = match self {
             Sink::WebSocket(outbox) => {
-                // tour: join-greeting-ws
-                greeting.extend_from_slice(&frame::text_frame(welcome_text));
+                for message in first {
+                    // tour: join-greeting-ws
+                    greeting.extend_from_slice(&frame::text_frame(message.text));
+                }
                 outbox.write(&greeting)
             }
             Sink::Sse(sse) => {
-                // No id: ids count the events every client gets.
-                let welcome = sse::sse_event(None, Some("welcome"), welcome_text);
-                // tour: join-greeting-sse
-                greeting.extend_from_slice(&sse::chunk(&welcome));
+                for message in first {
+                    let event = sse::sse_event(message.id, message.event, message.text);
+                    // tour: join-greeting-sse
+                    greeting.extend_from_slice(&sse::chunk(&event));
+                }
                 sse.send(&Arc::from(greeting.as_slice()))
             }
         };

@@ -7,10 +7,15 @@
 //! client by client, against a plain model (a map of who is connected):
 //!
 //! - every join is answered exactly once, with a fresh id, and the client's first
-//!   event is its welcome, counting the clients the model counts;
+//!   event is its welcome, counting the clients the model counts and naming the
+//!   newest event id;
+//! - a client that joins asking to resume after an id gets, right after its
+//!   welcome, every event after that id for its topics (or a `reset`, exactly when
+//!   the history no longer holds the first of them);
 //! - every leave is processed: the client's stream ends, and the `clients` gauge
 //!   equals joins − leaves;
-//! - every broadcast reaches every client present, once, in order;
+//! - every published event reaches every client present that it is for (everyone,
+//!   or its topic's subscribers), once, in order, and no other client;
 //! - shutdown ends the hub thread and every client's stream, after every
 //!   broadcast published before it.
 //!
@@ -38,30 +43,65 @@ const WAIT: Duration = Duration::from_secs(20);
 const MAX_JOINS: usize = 2_500;
 const MAX_BROADCASTS: usize = 1_200;
 
+/// The history the hub keeps in these tests: fewer events than two bursts of
+/// broadcasts, so that resuming clients meet both replays and resets.
+const HISTORY: usize = 1000;
+
+/// The topics clients subscribe to and events go to.
+const TOPICS: [&str; 3] = ["a", "b", "c"];
+
 /// One step of a test case: a burst of one kind of event, sent as fast as the
 /// channels take it.
 #[derive(Debug, Clone)]
 enum Burst {
-    /// This many new clients join at once.
-    Join(usize),
+    /// This many new clients join at once; `seed` chooses their topics, and which
+    /// of them resume after which id.
+    Join { n: usize, seed: u64 },
     /// About `percent` % of the connected clients (chosen by `seed`) leave at once.
     Leave { percent: u8, seed: u64 },
-    /// This many broadcasts are published back to back.
-    Broadcast(usize),
+    /// This many events are published back to back; `seed` chooses their topics.
+    Broadcast { n: usize, seed: u64 },
 }
 
 fn burst() -> impl Strategy<Value = Burst> {
     prop_oneof![
-        (1..=MAX_JOINS).prop_map(Burst::Join),
+        (1..=MAX_JOINS, any::<u64>()).prop_map(|(n, seed)| Burst::Join { n, seed }),
         (1..=100u8, any::<u64>()).prop_map(|(percent, seed)| Burst::Leave { percent, seed }),
-        (1..=MAX_BROADCASTS).prop_map(Burst::Broadcast),
+        (1..=MAX_BROADCASTS, any::<u64>()).prop_map(|(n, seed)| Burst::Broadcast { n, seed }),
     ]
 }
 
-/// One event as an `EventSource` would see it: its name (`None` for a plain
-/// message) and its data.
+/// A number from `seed` and `k` (a SplitMix64 step), for choices that must be the
+/// same when proptest replays a case.
+fn pick(seed: u64, k: u64) -> u64 {
+    let mut z = seed.wrapping_add(k.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The topic of the `k`-th event of a burst: none (everyone) half of the time.
+fn event_topic(seed: u64, k: u64) -> Option<Topic> {
+    let r = pick(seed, k) % 6;
+    TOPICS
+        .get(usize::try_from(r).unwrap())
+        .map(|t| Topic::new(t).unwrap())
+}
+
+/// Published event `id`, as a publisher hands it to the hub.
+fn published(id: u64, topic: Option<Topic>) -> Broadcast {
+    Broadcast {
+        id: Some(id),
+        topic,
+        ..Broadcast::new(None, format!("b{id}"))
+    }
+}
+
+/// One event as an `EventSource` would see it: its id, its name (`None` for a
+/// plain message) and its data.
 #[derive(Debug)]
 struct Event {
+    id: Option<u64>,
     name: Option<String>,
     data: String,
 }
@@ -85,16 +125,20 @@ fn decode(mut bytes: &[u8]) -> Vec<Event> {
     text.split("\n\n")
         .filter(|event| !event.is_empty())
         .map(|event| {
+            let mut id = None;
             let mut name = None;
             let mut data = Vec::new();
             for line in event.lines() {
-                if let Some(value) = line.strip_prefix("event: ") {
+                if let Some(value) = line.strip_prefix("id: ") {
+                    id = Some(value.parse().expect("a numeric id"));
+                } else if let Some(value) = line.strip_prefix("event: ") {
                     name = Some(value.to_string());
                 } else if let Some(value) = line.strip_prefix("data: ") {
                     data.push(value);
                 }
             }
             Event {
+                id,
                 name,
                 data: data.join("\n"),
             }
@@ -111,6 +155,15 @@ fn greeting(k: usize) -> Vec<u8> {
 /// A connected client, as the model knows it.
 struct ModelClient {
     queue: SseQueue,
+    /// The topics it subscribed to.
+    topics: Vec<Topic>,
+}
+
+impl ModelClient {
+    /// Whether an event to `topic` is for this client.
+    fn wants(&self, topic: Option<&Topic>) -> bool {
+        topic.is_none_or(|t| self.topics.contains(t))
+    }
 }
 
 impl ModelClient {
@@ -136,8 +189,9 @@ struct Harness {
     clients: BTreeMap<ClientId, ModelClient>,
     joins: u64,
     leaves: u64,
-    /// Number of the next broadcast (its text is `b<number>`).
-    next_broadcast: u64,
+    /// The topic of every event published so far: event `id` is at `id - 1` (its
+    /// text is `b<id>`).
+    published: Vec<Option<Topic>>,
     /// Messages the hub must have counted in `frames_sent` (welcomes and
     /// broadcasts; presence notices come on top).
     messages_delivered: u64,
@@ -148,7 +202,18 @@ impl Harness {
         let (events_tx, events_rx) = unbounded();
         let (frames_tx, frames_rx) = bounded(FRAME_QUEUE);
         let metrics = Arc::new(Metrics::default());
-        let hub = Hub::new(Duration::from_millis(50), None, None, metrics.clone());
+        let history = HistoryLimits {
+            events: HISTORY,
+            bytes: 1 << 20,
+            newest: 0,
+        };
+        let hub = Hub::new(
+            Duration::from_millis(50),
+            None,
+            history,
+            None,
+            metrics.clone(),
+        );
         let (hub_done_tx, hub_done_rx) = bounded::<()>(0);
         thread::Builder::new()
             .name("hub".into())
@@ -165,22 +230,44 @@ impl Harness {
             clients: BTreeMap::new(),
             joins: 0,
             leaves: 0,
-            next_broadcast: 1,
+            published: Vec::new(),
             messages_delivered: 0,
         }
     }
 
     fn run(&mut self, burst: &Burst) {
         match *burst {
-            Burst::Join(n) => self.join(n),
+            Burst::Join { n, seed } => self.join(n, seed),
             Burst::Leave { percent, seed } => self.leave(percent, seed),
-            Burst::Broadcast(n) => self.broadcast(n),
+            Burst::Broadcast { n, seed } => self.broadcast(n, seed),
         }
     }
 
-    /// `n` clients join at once; each must be answered once, welcomed first, and
-    /// counted.
-    fn join(&mut self, n: usize) {
+    /// The newest event id published.
+    fn newest(&self) -> u64 {
+        self.published.len() as u64
+    }
+
+    /// What the `k`-th client of a join burst asks for: a few topics, and, for
+    /// one in three, to resume after an id up to 1.5 histories back.
+    fn subscription(&self, seed: u64, k: u64) -> Subscription {
+        let r = pick(seed, k);
+        let topics = TOPICS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| r >> i & 1 == 1)
+            .map(|(_, t)| Topic::new(t).unwrap())
+            .collect();
+        let since = (r >> 8 & 3 == 0).then(|| {
+            let back = (r >> 16) % (HISTORY as u64 * 3 / 2 + 1);
+            self.newest().saturating_sub(back)
+        });
+        Subscription { topics, since }
+    }
+
+    /// `n` clients join at once; each must be answered once, welcomed first,
+    /// counted, and handed what it missed if it resumes.
+    fn join(&mut self, n: usize, seed: u64) {
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
         let before = self.clients.len();
         let waiting: Vec<_> = (0..n)
@@ -188,19 +275,21 @@ impl Harness {
                 let (sink, queue) = channel(usize::MAX);
                 let (id_tx, id_rx) = bounded(1);
                 let greeting = greeting(k);
+                let subscription = self.subscription(seed, k as u64);
                 let join = HubEvent::Join(Joining {
                     sink: Sink::Sse(sink),
-                    subscription: Subscription::default(),
+                    subscription: subscription.clone(),
                     greeting: greeting.clone(),
                     peer,
                     id_tx,
                 });
                 self.events_tx.send(join).expect("the hub is running");
-                (queue, id_rx, greeting)
+                (queue, id_rx, greeting, subscription)
             })
             .collect();
         let mut last_id = self.clients.keys().next_back().copied().unwrap_or(0);
-        for (k, (queue, id_rx, greeting)) in waiting.into_iter().enumerate() {
+        let mut replayed = 0;
+        for (k, (queue, id_rx, greeting, subscription)) in waiting.into_iter().enumerate() {
             let id = id_rx.recv_timeout(WAIT).unwrap_or_else(|e| {
                 panic!(
                     "join {k} of a burst of {n} ({before} clients before) was never answered: {e}"
@@ -216,7 +305,10 @@ impl Harness {
                 "join {k} of {n} got id {id}, not above {last_id}"
             );
             last_id = id;
-            let client = ModelClient { queue };
+            let client = ModelClient {
+                queue,
+                topics: subscription.topics,
+            };
             // The greeting and the welcome arrive together, before anything else.
             let first = client
                 .queue
@@ -240,11 +332,58 @@ impl Harness {
                 before + k + 1,
                 "client {id} (join {k} of {n}) was told the wrong count"
             );
+            assert_eq!(welcome["last_id"], self.newest(), "client {id}'s welcome");
+            let after_welcome: Vec<&Event> = first[1..].iter().collect();
+            replayed += self.check_resume(id, &client, subscription.since, &after_welcome);
             self.clients.insert(id, client);
         }
         self.joins += n as u64;
-        self.messages_delivered += n as u64;
+        self.messages_delivered += n as u64 + replayed;
         self.check_counters();
+    }
+
+    /// Checks what client `id` got right after its welcome: nothing if it did not
+    /// resume; if it did, the events after `since` for its topics, or a `reset`
+    /// exactly when the first of them has left the history. Returns how many
+    /// messages that was.
+    fn check_resume(
+        &self,
+        id: ClientId,
+        client: &ModelClient,
+        since: Option<u64>,
+        got: &[&Event],
+    ) -> u64 {
+        let Some(since) = since else {
+            assert!(
+                got.is_empty(),
+                "client {id} did not resume, yet got {got:?}"
+            );
+            return 0;
+        };
+        let newest = self.newest();
+        let oldest_kept = newest.saturating_sub(HISTORY as u64) + 1;
+        if since + 1 < oldest_kept {
+            assert!(
+                matches!(got, [reset] if reset.name.as_deref() == Some("reset")),
+                "client {id} resumed after {since}, but the history starts at {oldest_kept}: \
+                 expected a reset, got {got:?}"
+            );
+            return 1;
+        }
+        let want: Vec<u64> = (since + 1..=newest)
+            .filter(|&e| client.wants(self.published[e as usize - 1].as_ref()))
+            .collect();
+        let ids: Vec<Option<u64>> = got.iter().map(|e| e.id).collect();
+        let want_ids: Vec<Option<u64>> = want.iter().map(|&e| Some(e)).collect();
+        assert_eq!(
+            ids, want_ids,
+            "client {id} (topics {:?}) resumed after {since} (newest {newest})",
+            client.topics
+        );
+        for (event, e) in got.iter().zip(&want) {
+            assert_eq!(event.data, format!("b{e}"), "client {id}'s replay");
+        }
+        want.len() as u64
     }
 
     /// About `percent` % of the clients leave at once; the hub must forget every
@@ -270,7 +409,7 @@ impl Harness {
         self.leaves += gone.len() as u64;
         // Events are handled in order: once a client that joins after the leaves
         // is answered, every leave before it has been handled.
-        self.join(1);
+        self.join(1, seed);
         for (id, client) in gone {
             loop {
                 match client.queue.recv_timeout(Duration::ZERO) {
@@ -284,30 +423,47 @@ impl Harness {
         }
     }
 
-    /// `n` broadcasts back to back; every connected client must receive each one,
-    /// once, in order.
-    fn broadcast(&mut self, n: usize) {
-        let first = self.next_broadcast;
-        let last = first + n as u64 - 1;
-        self.next_broadcast = last + 1;
-        for number in first..=last {
-            let broadcast = Broadcast::new(None, format!("b{number}"));
+    /// Publishes `n` events back to back, each to everyone or to a topic
+    /// (`seed`); returns the ids.
+    fn publish(&mut self, n: usize, seed: u64) -> std::ops::RangeInclusive<u64> {
+        let first = self.newest() + 1;
+        for k in 0..n as u64 {
+            let topic = event_topic(seed, k);
+            self.published.push(topic.clone());
+            let broadcast = published(first + k, topic);
             self.frames_tx.send(broadcast).expect("the hub is running");
         }
-        self.messages_delivered += n as u64 * self.clients.len() as u64;
+        first..=self.newest()
+    }
+
+    /// The ids among `ids` that are for `client`.
+    fn wanted(&self, client: &ModelClient, ids: std::ops::RangeInclusive<u64>) -> Vec<u64> {
+        ids.filter(|&e| client.wants(self.published[e as usize - 1].as_ref()))
+            .collect()
+    }
+
+    /// `n` events back to back; every connected client must receive each one that
+    /// is for it, once, in order, and no other.
+    fn broadcast(&mut self, n: usize, seed: u64) {
+        let ids = self.publish(n, seed);
         for (&id, client) in &self.clients {
-            let mut expected = first;
-            while expected <= last {
-                for event in client.next_events(id, &format!("broadcast b{expected}")) {
+            let want = self.wanted(client, ids.clone());
+            self.messages_delivered += want.len() as u64;
+            let mut next = want.iter().peekable();
+            // A client with nothing to get has nothing to wait for; the next
+            // burst's checks would see a stray event.
+            while let Some(&&expected) = next.peek() {
+                for event in client.next_events(id, &format!("event b{expected}")) {
                     if event.name.is_some() {
                         continue; // a join or leave notice
                     }
+                    let expected = next.next().copied();
                     assert_eq!(
-                        event.data,
-                        format!("b{expected}"),
-                        "client {id} expected broadcast b{expected} of b{first}..=b{last}"
+                        (event.id, Some(event.data.as_str())),
+                        (expected, expected.map(|e| format!("b{e}")).as_deref()),
+                        "client {id} (topics {:?}): events {ids:?}",
+                        client.topics
                     );
-                    expected += 1;
                 }
             }
         }
@@ -327,15 +483,10 @@ impl Harness {
         assert_eq!(self.metrics.left.total(), self.leaves, "clients left");
     }
 
-    /// `broadcasts` broadcasts, then shutdown: every client gets each of them before
-    /// its stream ends, and the hub thread ends.
-    fn shut_down(self, broadcasts: usize) {
-        let first = self.next_broadcast;
-        let last = first + broadcasts as u64;
-        for number in first..last {
-            let broadcast = Broadcast::new(None, format!("b{number}"));
-            self.frames_tx.send(broadcast).expect("the hub is running");
-        }
+    /// `broadcasts` events, then shutdown: every client gets each of them that is
+    /// for it before its stream ends, and the hub thread ends.
+    fn shut_down(mut self, broadcasts: usize, seed: u64) {
+        let ids = self.publish(broadcasts, seed);
         self.events_tx
             .send(HubEvent::Shutdown)
             .expect("the hub is running");
@@ -344,25 +495,16 @@ impl Harness {
             Err(RecvTimeoutError::Disconnected),
             "the hub thread did not end after Shutdown"
         );
-        let delivered = self.messages_delivered + broadcasts as u64 * self.clients.len() as u64;
-        let counted = self.metrics.frames_sent.load(Ordering::Relaxed);
-        assert!(
-            counted >= delivered,
-            "frames_sent counts {counted}, but {delivered} messages were delivered"
-        );
-        for (id, client) in self.clients {
-            let mut expected = first;
+        let mut delivered = self.messages_delivered;
+        for (&id, client) in &self.clients {
+            let want = self.wanted(client, ids.clone());
+            delivered += want.len() as u64;
+            let mut got = Vec::new();
             loop {
                 match client.queue.recv_timeout(Duration::ZERO) {
                     Ok(chunk) => {
-                        for event in decode(&chunk).into_iter().filter(|e| e.name.is_none()) {
-                            assert_eq!(
-                                event.data,
-                                format!("b{expected}"),
-                                "client {id}: broadcasts before the shutdown"
-                            );
-                            expected += 1;
-                        }
+                        let events = decode(&chunk).into_iter().filter(|e| e.name.is_none());
+                        got.extend(events.map(|e| e.id.expect("a published event's id")));
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
                     Err(RecvTimeoutError::Timeout) => {
@@ -371,11 +513,16 @@ impl Harness {
                 }
             }
             assert_eq!(
-                expected, last,
-                "client {id} got b{first}..b{expected} of the broadcasts sent before the \
-                 shutdown, not all up to b{last} (exclusive)"
+                got, want,
+                "client {id} (topics {:?}): the events {ids:?} published before the shutdown",
+                client.topics
             );
         }
+        let counted = self.metrics.frames_sent.load(Ordering::Relaxed);
+        assert!(
+            counted >= delivered,
+            "frames_sent counts {counted}, but {delivered} messages were delivered"
+        );
     }
 }
 
@@ -395,12 +542,13 @@ proptest! {
         first_joins in 1..=MAX_JOINS,
         bursts in proptest::collection::vec(burst(), 1..=6),
         last_broadcasts in 0..=MAX_BROADCASTS,
+        seed in any::<u64>(),
     ) {
         let mut harness = Harness::start();
-        harness.join(first_joins);
+        harness.join(first_joins, seed);
         for burst in &bursts {
             harness.run(burst);
         }
-        harness.shut_down(last_broadcasts);
+        harness.shut_down(last_broadcasts, seed);
     }
 }

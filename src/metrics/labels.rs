@@ -28,6 +28,26 @@ impl Label for JoinFailure {
     }
 }
 
+/// What a client that resumed (`?since=`, `Last-Event-ID`) got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ResumeOutcome {
+    /// Every event it missed (perhaps none), then the live stream.
+    Replayed,
+    /// A `reset` notice: some of what it missed was no longer kept.
+    Reset,
+}
+
+impl Label for ResumeOutcome {
+    const ALL: &'static [ResumeOutcome] = &[ResumeOutcome::Replayed, ResumeOutcome::Reset];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            ResumeOutcome::Replayed => "replayed",
+            ResumeOutcome::Reset => "reset",
+        }
+    }
+}
+
 /// Why the WebSocket listener closed a connection before any thread read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Rejection {

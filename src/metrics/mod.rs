@@ -9,7 +9,9 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::wire::message::LeaveReason;
-pub(crate) use labels::{ClientEventKind, Counters, HttpClose, JoinFailure, Label, Rejection};
+pub(crate) use labels::{
+    ClientEventKind, Counters, HttpClose, JoinFailure, Label, Rejection, ResumeOutcome,
+};
 
 mod labels;
 
@@ -97,6 +99,10 @@ pub(crate) struct Metrics {
     pub(crate) backlog_cutoffs: AtomicU64,
     /// Client events the program's queue had no room for, by kind.
     pub(crate) client_events_dropped: Counters<ClientEventKind>,
+    /// Published events (messages and lines, with an id) the hub has sent.
+    pub(crate) published: AtomicU64,
+    /// Clients that asked to resume after an id, by what they got.
+    pub(crate) resumes: Counters<ResumeOutcome>,
     /// Messages for one client that had gone when the hub came to send them.
     pub(crate) undeliverable: AtomicU64,
     /// Failed `accept`s on either port.
@@ -268,6 +274,19 @@ impl Metrics {
             "counter",
             "Client events the embedding program's queue had no room for, by kind.",
             &self.client_events_dropped.samples("kind"),
+        );
+        metric(
+            "events_published_total",
+            "counter",
+            "Published events (POST /publish, Publisher::publish, --stdin lines) the hub has sent.",
+            &one(&self.published),
+        );
+        metric(
+            "resumes_total",
+            "counter",
+            "Clients that joined asking to resume after an event id, by outcome: replayed \
+             (what they missed, perhaps nothing) or reset (some was no longer kept).",
+            &self.resumes.samples("outcome"),
         );
         metric(
             "undeliverable_messages_total",

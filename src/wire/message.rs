@@ -7,7 +7,8 @@
 //!
 //! | message | sent to | example |
 //! |---|---|---|
-//! | welcome | the new client, first | `{"type":"welcome","id":7,"clients":3,"time":"2026-11-24T14:00:00.412Z"}` |
+//! | welcome | the new client, first | `{"type":"welcome","id":7,"clients":3,"last_id":1795960800412000,"time":"2026-11-24T14:00:00.412Z"}` |
+//! | reset | a resuming client, after its welcome, if it missed too much | `{"type":"reset","since":41,"last_id":1795960800412000,"reason":"…"}` |
 //! | tick | everyone, every interval | `{"type":"tick","seq":42,"time":"2026-11-24T14:00:01.000Z"}` |
 //! | join | everyone but the newest joiner | `{"type":"join","ids":[8],"clients":4}` |
 //! | leave | everyone still connected | `{"type":"leave","ids":[7],"clients":3,"reason":"closed"}` |
@@ -62,13 +63,26 @@ impl LeaveReason {
     }
 }
 
-/// `{"type":"welcome","id":7,"clients":3,"time":"…"}`: the first message a client
-/// receives. `time` is the server's clock as it welcomes the client, so a page can
-/// show the time at once instead of waiting up to an interval for the first tick.
-pub fn welcome(id: ClientId, clients: usize, time: OffsetDateTime) -> String {
+/// `{"type":"welcome","id":7,"clients":3,"last_id":41,"time":"…"}`: the first
+/// message a client receives. `last_id` is the id of the newest published event,
+/// which a client that has seen none resumes from. `time` is the server's clock as
+/// it welcomes the client, so a page can show the time at once instead of waiting
+/// up to an interval for the first tick.
+pub fn welcome(id: ClientId, clients: usize, last_id: u64, time: OffsetDateTime) -> String {
     format!(
-        r#"{{"type":"welcome","id":{id},"clients":{clients},"time":"{}"}}"#,
+        r#"{{"type":"welcome","id":{id},"clients":{clients},"last_id":{last_id},"time":"{}"}}"#,
         rfc3339_millis(time)
+    )
+}
+
+/// `{"type":"reset","since":41,"last_id":1200,"reason":"…"}`: the client asked to
+/// resume after event `since`, but some of what followed is no longer kept (or
+/// `since` is not an id this server gave). It must reload its state, and resume
+/// from `last_id` next time.
+pub fn reset(since: u64, last_id: u64, reason: &str) -> String {
+    format!(
+        r#"{{"type":"reset","since":{since},"last_id":{last_id},"reason":{}}}"#,
+        json_string(reason)
     )
 }
 
@@ -183,11 +197,19 @@ mod tests {
     }
 
     #[test]
+    fn reset_says_where_to_resume_and_why() {
+        assert_eq!(
+            reset(3, 9, "gone \"now\""),
+            r#"{"type":"reset","since":3,"last_id":9,"reason":"gone \"now\""}"#
+        );
+    }
+
+    #[test]
     fn welcome_says_who_how_many_and_when() {
         let t = OffsetDateTime::from_unix_timestamp_nanos(1_795_960_800_412_000_000).unwrap();
         assert_eq!(
-            welcome(7, 3, t),
-            r#"{"type":"welcome","id":7,"clients":3,"time":"2026-11-29T14:00:00.412Z"}"#
+            welcome(7, 3, 41, t),
+            r#"{"type":"welcome","id":7,"clients":3,"last_id":41,"time":"2026-11-29T14:00:00.412Z"}"#
         );
     }
 

@@ -52,7 +52,7 @@ impl Subscription {
         }
         let since = match crate::wire::http::query_values(target, "since")?.as_slice() {
             [] => None,
-            [one] => Some(parse_id(one)?),
+            [one] => Some(parse_id("since=", one)?),
             _ => return Err("since= given more than once".to_string()),
         };
         Ok(Subscription { topics, since })
@@ -93,15 +93,18 @@ impl fmt::Display for Topic {
     }
 }
 
-/// An event id as a client sends it back (`since=`, `Last-Event-ID`).
+/// An event id as a client sends it back in `source` (`since=`, `Last-Event-ID`).
 ///
 /// # Errors
 ///
-/// A message for the `400` answer.
-pub(crate) fn parse_id(text: &str) -> Result<u64, String> {
-    text.trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not an event id (a whole number)"))
+/// A message for the `400` answer, naming `source`.
+pub(crate) fn parse_id(source: &str, text: &str) -> Result<u64, String> {
+    text.trim().parse().map_err(|_| {
+        format!(
+            "{source} {:?} is not an event id (a whole number, as the server sent it)",
+            text.escape_debug().to_string()
+        )
+    })
 }
 
 #[cfg(test)]

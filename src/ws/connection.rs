@@ -379,7 +379,7 @@ mod tests {
             ws_port: 1,
             stopping: crate::shutdown::StopFlag::default(),
             client_events_tx: None,
-            publisher: crate::publisher::Publisher::new(crossbeam_channel::bounded(1).0),
+            publisher: crate::publisher::Publisher::new(crossbeam_channel::bounded(1).0, 1),
             ws_config: tungstenite::protocol::WebSocketConfig::default(),
             events_tx,
             page_url: None,

@@ -92,6 +92,41 @@ fn the_token_is_needed_when_set() {
     );
 }
 
+/// Without a token only this machine may publish, so a request that a proxy on
+/// this machine says it forwarded (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`)
+/// is from elsewhere: `403`, and nothing is published. With a token set, the
+/// token decides.
+#[test]
+fn without_a_token_forwarded_requests_are_refused() {
+    let server = start_with(|_| {});
+    let http = server.http_addr().unwrap();
+    let mut client = Client::connect(&server);
+    client.welcome();
+    for header in [
+        "X-Forwarded-For: 203.0.113.9\r\n",
+        "Forwarded: for=203.0.113.9\r\n",
+        "X-Real-IP: 203.0.113.9\r\n",
+    ] {
+        let (status, _, why) = post(http, None, b"refused", header);
+        assert_eq!(status, 403, "{header}: {why}");
+        assert!(
+            why.as_str().unwrap_or_default().contains("--publish-token"),
+            "{why}"
+        );
+    }
+    assert_eq!(post(http, None, b"local", "").0, 202);
+    assert_eq!(
+        next_message(&mut client)["data"],
+        "local",
+        "a refused one got through"
+    );
+
+    let server = start_with(|c| c.publish_token = Some("t0ken".into()));
+    let forwarded = "X-Forwarded-For: 203.0.113.9\r\nAuthorization: Bearer t0ken\r\n";
+    let (status, _, why) = post(server.http_addr().unwrap(), None, b"x", forwarded);
+    assert_eq!(status, 202, "{why}");
+}
+
 /// `--publish off` refuses every publish with `403`.
 #[test]
 fn publishing_can_be_switched_off() {
@@ -250,8 +285,8 @@ fn the_library_publishes_with_ids() {
     ));
 }
 
-/// The publish one-liners in docs/PROTOCOL.md (curl, Python, JavaScript) work as
-/// written, against the real server.
+/// The publish one-liners in docs/PROTOCOL.md (curl, Python, JavaScript), and the
+/// README's first-screen `curl`, work as written, against the real server.
 #[test]
 fn the_documented_one_liners_publish() {
     let docs =
@@ -266,8 +301,15 @@ fn the_documented_one_liners_publish() {
     let http = server.http_addr().unwrap().to_string();
     let mut client = Client::connect_path(&server, "/echo?topic=prices");
     client.welcome();
-    let lines: Vec<&str> = block.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut lines: Vec<&str> = block.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 3, "curl, python and node:\n{block}");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme_line = readme
+        .lines()
+        .find(|l| l.starts_with("curl -d") && l.contains("/publish"))
+        .expect("the README's publish line");
+    lines.push(readme_line);
     for line in lines {
         let command = line.replace("127.0.0.1:8080", &http);
         let out = std::process::Command::new("sh")
@@ -282,7 +324,12 @@ fn the_documented_one_liners_publish() {
         );
         assert!(stdout.contains("{\"id\":"), "{command}: {stdout}");
         let m = next_message(&mut client);
-        assert_eq!(m["topic"], "prices", "{command}");
+        let topic = if line == readme_line {
+            Value::Null
+        } else {
+            "prices".into()
+        };
+        assert_eq!(m["topic"], topic, "{command}");
         assert_eq!(m["data"], serde_json::json!({"price": 42}), "{command}");
     }
 }

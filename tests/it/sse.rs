@@ -1,152 +1,15 @@
 //! Server-Sent Events on `GET /events`: framing, presence, bounds, shutdown.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::TcpStream;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::sse_client::SseClient;
 use crate::util::{http_raw, start, start_with, tcp, Client, IO_TIMEOUT};
-
-/// One parsed SSE event.
-#[derive(Debug)]
-struct Event {
-    id: Option<u64>,
-    name: Option<String>,
-    data: String,
-}
-
-/// Decodes an HTTP/1.1 chunked body, checking the framing as it goes; reads 0
-/// after the last chunk.
-struct Chunked {
-    inner: BufReader<TcpStream>,
-    left_in_chunk: usize,
-    done: bool,
-}
-
-impl std::io::Read for Chunked {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.done {
-            return Ok(0);
-        }
-        if self.left_in_chunk == 0 {
-            let mut size = String::new();
-            if self.inner.read_line(&mut size)? == 0 {
-                return Ok(0);
-            }
-            let size = usize::from_str_radix(size.trim_end(), 16).expect("a chunk size");
-            if size == 0 {
-                let mut end = String::new();
-                self.inner.read_line(&mut end)?;
-                assert_eq!(end, "\r\n", "last chunk ends with CRLF");
-                self.done = true;
-                return Ok(0);
-            }
-            self.left_in_chunk = size;
-        }
-        let want = buf.len().min(self.left_in_chunk);
-        let n = self.inner.read(&mut buf[..want])?;
-        assert!(n > 0, "the stream ended inside a chunk");
-        self.left_in_chunk -= n;
-        if self.left_in_chunk == 0 {
-            let mut crlf = [0u8; 2];
-            self.inner.read_exact(&mut crlf)?;
-            assert_eq!(&crlf, b"\r\n", "a chunk ends with CRLF");
-        }
-        Ok(n)
-    }
-}
-
-/// A raw HTTP client reading an event stream.
-struct SseClient {
-    reader: BufReader<Chunked>,
-}
-
-impl SseClient {
-    fn connect(addr: SocketAddr) -> SseClient {
-        SseClient::over(tcp(addr))
-    }
-
-    fn over(mut stream: TcpStream) -> SseClient {
-        stream
-            .write_all(b"GET /events HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n")
-            .unwrap();
-        let mut reader = BufReader::new(stream);
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).expect("response head");
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            head.push_str(&line.to_lowercase());
-        }
-        assert!(head.starts_with("http/1.1 200"), "{head}");
-        assert!(head.contains("content-type: text/event-stream"), "{head}");
-        assert!(head.contains("transfer-encoding: chunked"), "{head}");
-        let body = Chunked {
-            inner: reader,
-            left_in_chunk: 0,
-            done: false,
-        };
-        SseClient {
-            reader: BufReader::new(body),
-        }
-    }
-
-    /// The next event (comments and `retry:` skipped); `None` at end of stream.
-    fn next_event(&mut self) -> Option<Event> {
-        let mut event = Event {
-            id: None,
-            name: None,
-            data: String::new(),
-        };
-        let mut seen_field = false;
-        loop {
-            let mut line = String::new();
-            if self.reader.read_line(&mut line).ok()? == 0 {
-                return None;
-            }
-            let line = line.trim_end_matches('\n');
-            if line.is_empty() {
-                if seen_field && !event.data.is_empty() {
-                    return Some(event);
-                }
-                seen_field = false;
-                continue;
-            }
-            if line.starts_with(':') {
-                continue;
-            }
-            seen_field = true;
-            let (field, value) = line.split_once(": ").unwrap_or((line, ""));
-            match field {
-                "id" => event.id = Some(value.parse().expect("numeric id")),
-                "event" => event.name = Some(value.to_string()),
-                "data" => {
-                    if !event.data.is_empty() {
-                        event.data.push('\n');
-                    }
-                    event.data.push_str(value);
-                }
-                "retry" => {}
-                other => panic!("unknown SSE field {other}"),
-            }
-        }
-    }
-
-    fn next_named(&mut self, name: &str) -> (Event, Value) {
-        loop {
-            let event = self.next_event().expect("stream open");
-            if event.name.as_deref() == Some(name) {
-                let json = serde_json::from_str(&event.data).unwrap();
-                return (event, json);
-            }
-        }
-    }
-}
 
 /// An SSE client gets a welcome, then ticks with `event:`, `id:` and the same
 /// JSON as WebSocket clients; ids go up.
@@ -160,8 +23,10 @@ fn sse_stream_carries_welcome_and_ticks() {
     let (first, tick1) = sse.next_named("tick");
     let (second, tick2) = sse.next_named("tick");
     assert_eq!(tick2["seq"].as_u64(), tick1["seq"].as_u64().map(|s| s + 1));
-    // Ids are published events' ids: the welcome and ticks carry none.
-    assert_eq!((welcome.id, first.id, second.id), (None, None, None));
+    // Ids are published events' ids: ticks carry none; the welcome carries the
+    // newest, where a reconnect resumes from.
+    assert_eq!(welcome.id, json["last_id"].as_u64());
+    assert_eq!((first.id, second.id), (None, None));
     assert!(tick1["time"].as_str().unwrap().ends_with('Z'));
 }
 
@@ -286,17 +151,19 @@ fn sse_streams_count_against_max_clients() {
 }
 
 /// A stream's `id:`s are the ids of published events (messages, lines), the ids
-/// `Last-Event-ID` resumes from; welcomes, ticks and notices carry none.
+/// `Last-Event-ID` resumes from; ticks and notices carry none, the welcome the
+/// newest id before it.
 #[test]
 fn sse_ids_are_the_published_events_ids() {
     let server = start();
     let mut sse = SseClient::connect(server.http_addr().unwrap());
-    let (welcome, _) = sse.next_named("welcome");
-    assert_eq!(welcome.id, None);
+    let (welcome, json) = sse.next_named("welcome");
+    assert_eq!(welcome.id, json["last_id"].as_u64());
     let publisher = server.publisher();
     let first = publisher.publish(None, "one").unwrap();
     let second = publisher.publish(None, r#"{"n":2}"#).unwrap();
     assert_eq!(second, first + 1);
+    assert_eq!(Some(first - 1), welcome.id);
     let mut seen = Vec::new();
     while seen.len() < 2 {
         let event = sse.next_event().expect("the stream stays open");

@@ -1,0 +1,214 @@
+//! The hub's memory of recent published events, so that a client that lost its
+//! connection for a moment can get what it missed. No thread of its own: the hub
+//! thread keeps events here after sending them, and reads them back when a client
+//! joins with `?since=` or `Last-Event-ID`.
+//!
+//! Only published events have ids and are kept (messages and `--stdin` lines);
+//! ticks are not, since the latest one supersedes the rest, nor presence notices.
+//! The history is bounded twice: by a count (`--history`) and by the bytes of
+//! text it holds (`--history-bytes`); the oldest events go first.
+//!
+//! Ids only grow, one per event, so a client's last id says exactly what it
+//! missed: every id after it. If the first of those is no longer kept, some of
+//! what it missed is gone, and the client is told so ([`Resume::Missed`]) instead
+//! of being handed a history with a hole in it.
+
+use std::collections::VecDeque;
+
+use super::Broadcast;
+use crate::wire::subscription::Topic;
+
+/// One published event, as kept.
+pub(super) struct Kept {
+    /// Its event id.
+    pub(super) id: u64,
+    /// The topic it went to, or `None` if it went to everyone.
+    pub(super) topic: Option<Topic>,
+    /// Its SSE event name (`line`), or `None` for a message.
+    pub(super) event: Option<&'static str>,
+    /// The message text; encoded again on replay, which is rare, rather than
+    /// keeping a second copy as a frame.
+    pub(super) text: String,
+}
+
+/// What a client resuming after an id gets.
+pub(super) enum Resume<'a> {
+    /// Everything after its id that it subscribes to, oldest first (often none).
+    Replay(Vec<&'a Kept>),
+    /// Some of what it missed is no longer kept (or the id is not one this server
+    /// gave): the reason, for the `reset` notice.
+    Missed(String),
+}
+
+/// Recent published events, oldest first.
+pub(super) struct History {
+    /// The events, oldest first; their ids follow each other.
+    events: VecDeque<Kept>,
+    /// The bytes of text in `events`.
+    bytes: usize,
+    /// Keep at most this many events (`--history`).
+    max_events: usize,
+    /// Keep at most this many bytes of text (`--history-bytes`).
+    max_bytes: usize,
+    /// The id of the newest event published, kept or not.
+    newest: u64,
+}
+
+impl History {
+    /// An empty history; `newest` is the id just before the first one the
+    /// publisher will hand out.
+    pub(super) fn new(max_events: usize, max_bytes: usize, newest: u64) -> History {
+        History {
+            events: VecDeque::new(),
+            bytes: 0,
+            max_events,
+            max_bytes,
+            newest,
+        }
+    }
+
+    /// The id of the newest event published.
+    pub(super) fn newest(&self) -> u64 {
+        self.newest
+    }
+
+    /// Keeps the published events of a batch the hub has just sent (broadcasts
+    /// without an id, or for one client, are not kept), dropping the oldest
+    /// events to stay within both bounds. Returns how many it saw.
+    pub(super) fn keep(&mut self, batch: Vec<Broadcast>) -> u64 {
+        let mut published = 0;
+        for broadcast in batch {
+            let Some(id) = broadcast.id.filter(|_| broadcast.to.is_none()) else {
+                continue;
+            };
+            self.newest = id;
+            published += 1;
+            self.bytes += broadcast.text.len();
+            self.events.push_back(Kept {
+                id,
+                topic: broadcast.topic,
+                event: broadcast.event,
+                text: broadcast.text,
+            });
+            while self.events.len() > self.max_events || self.bytes > self.max_bytes {
+                let Some(oldest) = self.events.pop_front() else {
+                    break;
+                };
+                self.bytes -= oldest.text.len();
+            }
+        }
+        published
+    }
+
+    /// What a client that last saw event `since`, and subscribes to `topics`, has
+    /// missed.
+    pub(super) fn after(&self, since: u64, topics: &[Topic]) -> Resume<'_> {
+        if since > self.newest {
+            return Resume::Missed(format!(
+                "event {since} is newer than any this server has published (it may have \
+                 restarted)"
+            ));
+        }
+        // The first id kept; with none kept, the one the next event will get.
+        let oldest = self.events.front().map_or(self.newest + 1, |e| e.id);
+        if since + 1 < oldest {
+            return Resume::Missed(format!(
+                "events after {since} are no longer kept (the oldest kept is {oldest})"
+            ));
+        }
+        // Ids follow each other, so the events after `since` start at a known place.
+        let start = usize::try_from(since + 1 - oldest).unwrap_or(usize::MAX);
+        let wanted = |e: &&Kept| e.topic.as_ref().is_none_or(|t| topics.contains(t));
+        Resume::Replay(
+            self.events
+                .range(start.min(self.events.len())..)
+                .filter(wanted)
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn published(id: u64, topic: Option<&str>, text: &str) -> Broadcast {
+        Broadcast {
+            id: Some(id),
+            topic: topic.map(|t| Topic::new(t).unwrap()),
+            ..Broadcast::new(None, text.to_string())
+        }
+    }
+
+    fn replayed(history: &History, since: u64, topics: &[&str]) -> Vec<u64> {
+        let topics: Vec<Topic> = topics.iter().map(|t| Topic::new(t).unwrap()).collect();
+        match history.after(since, &topics) {
+            Resume::Replay(events) => events.iter().map(|e| e.id).collect(),
+            Resume::Missed(why) => panic!("missed after {since}: {why}"),
+        }
+    }
+
+    #[test]
+    fn replays_what_came_after_an_id_for_the_clients_topics() {
+        let mut history = History::new(100, 1 << 20, 10);
+        history.keep(vec![
+            published(11, None, "a"),
+            published(12, Some("prices"), "b"),
+            published(13, Some("news"), "c"),
+            Broadcast::new(Some("tick"), "tick".into()),
+            published(14, None, "d"),
+        ]);
+        assert_eq!(history.newest(), 14);
+        assert_eq!(replayed(&history, 10, &["prices"]), [11, 12, 14]);
+        assert_eq!(replayed(&history, 12, &["news", "prices"]), [13, 14]);
+        assert_eq!(replayed(&history, 13, &[]), [14]);
+        assert_eq!(replayed(&history, 14, &[]), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn a_client_with_nothing_to_catch_up_gets_nothing_even_with_no_history() {
+        let history = History::new(0, 0, 41);
+        assert_eq!(replayed(&history, 41, &[]), Vec::<u64>::new());
+        let mut history = History::new(0, 0, 41);
+        history.keep(vec![published(42, None, "x")]);
+        assert_eq!(replayed(&history, 42, &[]), Vec::<u64>::new());
+        assert!(matches!(history.after(41, &[]), Resume::Missed(_)));
+    }
+
+    #[test]
+    fn both_bounds_drop_the_oldest_and_an_older_id_is_missed() {
+        let mut history = History::new(3, 1 << 20, 0);
+        history.keep((1..=5).map(|id| published(id, None, "x")).collect());
+        assert_eq!(replayed(&history, 2, &[]), [3, 4, 5]);
+        let Resume::Missed(why) = history.after(1, &[]) else {
+            panic!("event 2 is gone, yet resuming after 1 replayed")
+        };
+        assert!(why.contains("oldest kept is 3"), "{why}");
+
+        let mut history = History::new(100, 10, 0);
+        history.keep((1..=5).map(|id| published(id, None, "four")).collect());
+        assert_eq!(replayed(&history, 3, &[]), [4, 5]);
+        assert!(matches!(history.after(2, &[]), Resume::Missed(_)));
+    }
+
+    #[test]
+    fn an_id_from_the_future_is_missed_not_ignored() {
+        let history = History::new(100, 1 << 20, 7);
+        let Resume::Missed(why) = history.after(8, &[]) else {
+            panic!("an id the server never gave was accepted")
+        };
+        assert!(why.contains("restarted"), "{why}");
+    }
+
+    #[test]
+    fn messages_for_one_client_and_unnumbered_broadcasts_are_not_kept() {
+        let mut history = History::new(100, 1 << 20, 0);
+        history.keep(vec![
+            Broadcast::to(3, "private".into()),
+            Broadcast::new(None, "raw".into()),
+            published(1, None, "kept"),
+        ]);
+        assert_eq!(history.events.len(), 1);
+        assert_eq!(history.bytes, 4);
+    }
+}
