@@ -76,7 +76,7 @@ pub fn static_path(url_path: &str) -> Option<PathBuf> {
 
 /// Whether a browser `Origin` passes an `--allowed-origin` list.
 pub fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
-    crate::ws::handshake::origin_allowed(origin, allowed)
+    crate::wire::http::origin_allowed(origin, allowed)
 }
 
 /// [`crate::cli::parse_args`] without the system resolver: an `ADDR` must be

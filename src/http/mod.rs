@@ -41,7 +41,7 @@ use crate::metrics::{HttpClose, Label};
 use crate::registry::ConnId;
 use crate::shared::Shared;
 use crate::shutdown::linger;
-use crate::wire::http::{self as wire_http, read_request, Head, Incoming, Refusal};
+use crate::wire::http::{self as wire_http, origin_allowed, read_request, Head, Incoming, Refusal};
 use crate::wire::subscription::{parse_id, Subscription};
 use page::{route, Answer, Site};
 use publish::Published;
@@ -133,6 +133,7 @@ fn serve_requests(
                         status: 202,
                         content_type: "application/json",
                         body: format!("{{\"id\":{id}}}\n").into_bytes(),
+                        any_origin: false,
                     };
                     if write_answer(socket, &answer, false, keep_alive).is_err() {
                         return HttpClose::Failed;
@@ -229,7 +230,9 @@ fn event_stream(
 ) -> HttpClose {
     // A reconnecting `EventSource` sends the id of the last event it saw.
     let subscription = Subscription::from_target(&request.head.target).and_then(|mut sub| {
-        if let (None, Some(last)) = (sub.since, request.head.header("Last-Event-ID")) {
+        // It wins over `?since=`: an `EventSource` reconnects to the URL it was
+        // opened with, so the header is the newer of the two.
+        if let Some(last) = request.head.header("Last-Event-ID") {
             sub.since = Some(parse_id("Last-Event-ID", last)?);
         }
         Ok(sub)
@@ -245,6 +248,18 @@ fn event_stream(
             )
         }
     };
+    // The same rule as for WebSocket clients: with --allowed-origin, a browser on
+    // another site is refused. (Others may read the stream: it is sent with
+    // `Access-Control-Allow-Origin: *`.)
+    if let Some(origin) = request.head.header("Origin") {
+        if !origin_allowed(origin, &shared.config.allowed_origins) {
+            let refusal = Refusal::new(
+                403,
+                format!("origin {origin} is not allowed to connect (see --allowed-origin)"),
+            );
+            return refuse(socket, shared, &refusal, HttpClose::BadRequest);
+        }
+    }
     let stopping = shared.stopping.is_raised();
     if stopping || !shared.registry.become_client(conn, shared.max_clients) {
         let refusal = Refusal::new(
@@ -320,6 +335,9 @@ fn write_answer(
     .into_bytes();
     if answer.status == 405 {
         response.extend_from_slice(b"Allow: GET, HEAD\r\n");
+    }
+    if answer.any_origin {
+        response.extend_from_slice(b"Access-Control-Allow-Origin: *\r\n");
     }
     response.extend_from_slice(b"\r\n");
     if !head_only {

@@ -22,8 +22,20 @@ use crate::metrics::Metrics;
 const EMBEDDED: &[(&str, &[u8])] = &[
     ("/index.html", include_bytes!("../../public/index.html")),
     ("/app.js", include_bytes!("../../public/app.js")),
+    ("/tickcast.js", include_bytes!("../../public/tickcast.js")),
     ("/style.css", include_bytes!("../../public/style.css")),
 ];
+
+/// The connection module pages import; served built in even with `--public DIR`
+/// when `DIR` has none.
+const CLIENT_MODULE: &str = "/tickcast.js";
+
+fn embedded(path: &str) -> &'static [u8] {
+    EMBEDDED
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map_or(&[], |(_, bytes)| bytes)
+}
 
 /// What the answers depend on, borrowed from the server for one request.
 pub(crate) struct Site<'a> {
@@ -46,6 +58,9 @@ pub(crate) struct Answer {
     pub(crate) content_type: &'static str,
     /// The whole body (every answer here is small).
     pub(crate) body: Vec<u8>,
+    /// Sent with `Access-Control-Allow-Origin: *`, so that pages on other sites
+    /// may load it: `/tickcast.js` and the `/config.json` it reads.
+    pub(crate) any_origin: bool,
 }
 
 impl Answer {
@@ -56,6 +71,7 @@ impl Answer {
             status,
             content_type: "text/plain; charset=utf-8",
             body: body.into_bytes(),
+            any_origin: false,
         }
     }
 }
@@ -71,6 +87,7 @@ pub(crate) fn route(site: &Site<'_>, method: &str, url: &str) -> Answer {
             status: 200,
             content_type: "application/json",
             body: format!(r#"{{"ws_port":{},"ws_path":"/echo"}}"#, site.ws_port).into_bytes(),
+            any_origin: true,
         },
         "/healthz" if site.stopping => Answer::text(503, "shutting down"),
         "/healthz" => Answer::text(200, "ok"),
@@ -78,6 +95,7 @@ pub(crate) fn route(site: &Site<'_>, method: &str, url: &str) -> Answer {
             status: 200,
             content_type: "text/plain; version=0.0.4; charset=utf-8",
             body: site.metrics.render(!site.stopping).into_bytes(),
+            any_origin: false,
         },
         _ => static_file(site, path),
     }
@@ -96,6 +114,9 @@ fn static_file(site: &Site<'_>, path: &str) -> Answer {
         },
         Some(dir) => match read_regular_file(&dir.join(&relative)) {
             Some(bytes) => bytes,
+            // A page of your own in DIR can import the client module without a
+            // copy of it.
+            None if path == CLIENT_MODULE => embedded(CLIENT_MODULE).to_vec(),
             None => return not_found(),
         },
     };
@@ -103,6 +124,7 @@ fn static_file(site: &Site<'_>, path: &str) -> Answer {
         status: 200,
         content_type: content_type(&relative),
         body,
+        any_origin: path == CLIENT_MODULE,
     }
 }
 

@@ -268,6 +268,16 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
+/// Whether a browser's `Origin` is on the list (empty list: everything is).
+/// Scheme and host are case-insensitive; a trailing slash is ignored.
+pub(crate) fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
+    let origin = origin.trim_end_matches('/');
+    allowed.is_empty()
+        || allowed
+            .iter()
+            .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,10 +38,13 @@ pub fn sse_event(id: Option<u64>, event: Option<&str>, text: &str) -> String {
 }
 
 /// The response head, then a first chunk asking clients to wait 2 s before they
-/// reconnect. `X-Accel-Buffering: no` asks nginx not to buffer.
+/// reconnect. `X-Accel-Buffering: no` asks nginx not to buffer;
+/// `Access-Control-Allow-Origin: *` lets pages on other sites read the stream
+/// (`--allowed-origin` refuses those it does not list before this is sent).
 pub(crate) const RESPONSE_HEAD: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n\
-Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\
+Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\nAccess-Control-Allow-Origin: *\r\n\
+Connection: close\r\n\
 Transfer-Encoding: chunked\r\n\r\nd\r\nretry: 2000\n\n\r\n";
 
 /// The last chunk: the end of the response.

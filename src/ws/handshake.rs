@@ -25,7 +25,7 @@
 
 #[cfg(doc)]
 use crate::wire::http::read_request;
-use crate::wire::http::{Head, Incoming, Refusal};
+use crate::wire::http::{origin_allowed, Head, Incoming, Refusal};
 use crate::wire::subscription::Subscription;
 
 /// What the connection thread should do with a request.
@@ -191,16 +191,6 @@ fn check(head: &[u8], ctx: &Context<'_>) -> Verdict {
         accept_key: tungstenite::handshake::derive_accept_key(key.as_bytes()),
         subscription,
     }
-}
-
-/// Whether a browser's `Origin` is on the list (empty list: everything is).
-/// Scheme and host are case-insensitive; a trailing slash is ignored.
-pub(crate) fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
-    let origin = origin.trim_end_matches('/');
-    allowed.is_empty()
-        || allowed
-            .iter()
-            .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
 }
 
 /// A key is 16 bytes in base64: 22 significant characters and `==`.

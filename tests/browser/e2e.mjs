@@ -6,7 +6,10 @@
 //   2. the clock ticks (#time changes while we watch);
 //   3. echo works end to end: typing in #echo-input and pressing Enter brings back
 //      an `echo: <text>` line in #log (then a full-page screenshot is saved to
-//      target/browser/page.png);
+//      target/browser/page.png); a message published with POST /publish shows
+//      in the log, and one to a topic the page did not ask for does not; the
+//      tickcast.js example in docs/PROTOCOL.md, served from another origin,
+//      connects and shows a message published to its topic;
 //   4. the page also connects when reached through the other loopback name
 //      (localhost instead of 127.0.0.1), so the WebSocket URL follows the hostname
 //      the browser used instead of a hard-coded one;
@@ -30,13 +33,21 @@
 //      and looks different, a line says since when and that it retries, the
 //      client count is cleared (then a screenshot of the WebSocket page is saved
 //      to target/browser/page-disconnected.png); when the server is back on the
-//      same ports, both pages reconnect, all of that goes back, and they tick;
+//      same ports, both pages reconnect, all of that goes back, they tick, and
+//      each shows a reset (it resumed from an id of the previous run);
 //   9. the page works behind the README's nginx snippet with TLS
 //      (scripts/nginx/tickcast.conf, run by nginx.mjs with a self-signed
 //      certificate): connected over wss:// on the proxy's port, ticking, echoing,
-//      and streaming Server-Sent Events through it;
-//  10. the page raised no uncaught JavaScript error;
-//  11. the server exits with status 0 on SIGTERM (graceful shutdown).
+//      and streaming Server-Sent Events through it; a POST /publish through
+//      the proxy is refused (403), as it comes from outside;
+//  10. the pages resume after a real cut, missing nothing: a WebSocket page
+//      and an SSE page, both on ?topic=news behind that nginx, lose their
+//      connection when nginx is stopped (fast shutdown), messages are published
+//      (to news and to another topic) while it is down, nginx comes back on the
+//      same port, and each page shows every news message exactly once, in
+//      order, none of the other topic, and no reset;
+//  11. the page raised no uncaught JavaScript error;
+//  12. the server exits with status 0 on SIGTERM (graceful shutdown).
 //
 // How: it starts the binary on port 0 for both listeners, reads the page URL the
 // server logs on stderr, and drives Debian's Chromium through playwright-core (no
@@ -55,7 +66,8 @@
 // a check could not run because an earlier one it depends on failed).
 
 import { spawn } from "node:child_process";
-import { mkdir } from "node:fs/promises";
+import http from "node:http";
+import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
@@ -348,6 +360,28 @@ function statusProblems({ want, liveLook, explain }) {
   return explain ? problems : problems.length === 0;
 }
 
+/**
+ * Publishes `body` with POST /publish on tickcast's own HTTP port (`base`, the
+ * page URL: loopback, so no token is needed), to `topic` if given, as any backend
+ * would; returns the event id.
+ */
+async function publish(base, body, topic) {
+  const target = new URL(topic ? `publish?topic=${encodeURIComponent(topic)}` : "publish", base);
+  const response = await fetch(target, { method: "POST", body, signal: AbortSignal.timeout(WAIT_TIMEOUT_MS) });
+  const answer = await response.text();
+  if (response.status !== 202) throw new Error(`POST ${target}: ${response.status} ${answer}`);
+  return JSON.parse(answer).id;
+}
+
+/** The published messages in the page's log, oldest first, without their times. */
+function messagesOn(page) {
+  return page.evaluate(() =>
+    [...document.querySelectorAll("#log li.message")]
+      .map((li) => [...li.childNodes].slice(1).map((node) => node.textContent).join(""))
+      .reverse(),
+  );
+}
+
 /** Waits until the page's status is `want` ("lost" or "live"); on timeout, says what differs. */
 async function waitStatus(page, want, liveLook, which = "WebSocket") {
   try {
@@ -426,6 +460,58 @@ async function main() {
       await page.locator("#log li.echo", { hasText: `echo: ${message}` }).waitFor();
       await mkdir(SCREENSHOT_DIR, { recursive: true });
       await page.screenshot({ path: path.join(SCREENSHOT_DIR, "page.png"), fullPage: true });
+    });
+
+    await check("page shows a message published over HTTP", ["page connects"], async () => {
+      // What a backend does: one POST. A message to a topic the page did not ask
+      // for goes first, and must never show.
+      const tag = `${process.pid}-${Date.now()}`;
+      await publish(url, `not for this page ${tag}`, "elsewhere");
+      await publish(url, JSON.stringify({ note: `for everyone ${tag}` }));
+      await page.locator("#log li.message", { hasText: `message: {"note":"for everyone ${tag}"}` }).waitFor();
+      const shown = (await messagesOn(page)).filter((text) => text.includes(tag));
+      if (shown.length !== 1) throw new Error(`the page shows ${JSON.stringify(shown)}`);
+    });
+
+    await check("tickcast.js works in a page on another site (the docs' example)", ["page connects"], async () => {
+      // The example in docs/PROTOCOL.md, as written, served from another origin:
+      // the module, /config.json and the WebSocket all cross sites.
+      const docs = await readFile(path.join(REPO, "docs/PROTOCOL.md"), "utf8");
+      const example = docs
+        .split("<!-- tickcast.js example: tests/browser/e2e.mjs serves this very page -->")[1]
+        ?.split("```html\n")[1]
+        ?.split("```")[0];
+      if (!example) throw new Error("no tickcast.js example in docs/PROTOCOL.md");
+      const html = example.split("http://127.0.0.1:8080/").join(url);
+      if (html === example) throw new Error("the example does not import from http://127.0.0.1:8080/");
+      // Another origin: a web server of its own, on another port. (A page made up
+      // with page.route would not do: Chromium keeps pages from unknown address
+      // spaces off loopback altogether.)
+      const site = http.createServer((_, response) => {
+        response.writeHead(200, { "Content-Type": "text/html; charset=utf-8" });
+        response.end(html);
+      });
+      await new Promise((resolve) => site.listen(0, "127.0.0.1", resolve));
+      const elsewhere = `http://127.0.0.1:${site.address().port}/example.html`;
+      const other = await context.newPage();
+      other.on("pageerror", (e) => pageErrors.push(`${elsewhere}: ${e.message}`));
+      try {
+        await other.goto(elsewhere);
+        // Published until the page shows one: the page subscribes a moment after
+        // it loads, and a message published before that is not for it.
+        const price = Date.now();
+        const shown = other.locator("#prices li", { hasText: `{"price":${price}}` }).first();
+        const deadline = Date.now() + WAIT_TIMEOUT_MS;
+        while (!(await shown.isVisible())) {
+          if (Date.now() > deadline) throw new Error("the example page never showed a published price");
+          await publish(url, JSON.stringify({ price }), "prices");
+          await shown.waitFor({ timeout: 500 }).catch(() => {});
+        }
+      } finally {
+        await other.close();
+        site.closeAllConnections();
+        await new Promise((resolve) => site.close(resolve));
+      }
     });
 
     const otherUrl = otherHostname(url);
@@ -591,6 +677,10 @@ async function main() {
         await waitClockTicks(page);
         await waitStatus(ssePage, "live", liveLook, "?transport=sse");
         await waitClockTicks(ssePage);
+        // Both resumed from an id of the server's previous run, whose history is
+        // gone with it: each says events may have been missed, rather than
+        // carrying on as if nothing had happened.
+        for (const p of pages) await p.locator("#log li.status", { hasText: "reset: some events were missed" }).waitFor();
       } finally {
         for (const p of pages) await p.close();
         await stopServer(lone);
@@ -631,6 +721,79 @@ async function main() {
         await sse.goto(`${proxy.url}?transport=sse`);
         await waitServerSentEvents(sse);
         await waitClockTicks(sse);
+
+        // The proxy is on tickcast's machine, but a publish through it comes from
+        // outside: without --publish-token it is refused.
+        const refused = await tls.request.post(new URL("publish", proxy.url).href, { data: "from outside" });
+        const why = await refused.text();
+        if (refused.status() !== 403 || !/proxy/.test(why)) {
+          throw new Error(`POST /publish through nginx: ${refused.status()} ${why}`);
+        }
+      } catch (e) {
+        throw new Error(`${e.message}\n--- nginx ---\n${await proxy.log()}`);
+      } finally {
+        await tls.close();
+        await proxy.stop();
+      }
+    });
+
+    await check("pages resume after nginx is restarted, missing no message (WebSocket and SSE)", [], async () => {
+      // A real cut: the proxy between the pages and tickcast goes down (fast
+      // shutdown: every connection dropped at once), messages are published while
+      // it is down, and it comes back on the same port. Each page must show every
+      // message of its topic exactly once, in order, and none of another topic.
+      const wsUrl = server.output().match(/WebSocket: ws:\/\/[^:]+:(\d+)/);
+      if (!wsUrl) throw new Error("server did not log `WebSocket: ws://...`");
+      const nginx = {
+        snippetPath: path.join(REPO, "scripts/nginx/tickcast.conf"),
+        wsPort: Number(wsUrl[1]),
+        httpPort: Number(new URL(url).port),
+        timeoutMs: WAIT_TIMEOUT_MS,
+      };
+      let proxy = await startNginx(nginx);
+      const tls = await browser.newContext({ ignoreHTTPSErrors: true, locale: "en-US" });
+      tls.setDefaultTimeout(WAIT_TIMEOUT_MS);
+      tls.setDefaultNavigationTimeout(WAIT_TIMEOUT_MS);
+      try {
+        const pages = [];
+        for (const query of ["?topic=news", "?topic=news&transport=sse"]) {
+          const p = await tls.newPage();
+          p.on("pageerror", (e) => pageErrors.push(`${proxy.url}${query}: ${e.message}`));
+          await p.goto(proxy.url + query);
+          await waitConnected(p);
+          pages.push(p);
+        }
+        const tag = `${process.pid}-${Date.now()}`;
+        const want = [];
+        const send = async (text, topic = "news") => {
+          await publish(url, text, topic);
+          if (topic === "news") want.push(`message [news]: ${text}`);
+        };
+        await send(`before the cut ${tag}`);
+        for (const p of pages) await p.locator("#log li.message", { hasText: `before the cut ${tag}` }).waitFor();
+
+        await proxy.stop({ fast: true });
+        for (const p of pages) {
+          await p.waitForFunction(() => document.querySelector("#state").classList.contains("closed"), null, {
+            timeout: WAIT_TIMEOUT_MS,
+          });
+        }
+        for (let i = 1; i <= 5; i++) {
+          await send(`during the cut ${i} ${tag}`);
+          await send(`another topic ${i} ${tag}`, "sports");
+        }
+        proxy = await startNginx({ ...nginx, port: proxy.port });
+        for (const p of pages) await p.locator("#log li.message", { hasText: `during the cut 5 ${tag}` }).waitFor();
+        await send(`after the cut ${tag}`);
+        for (const p of pages) {
+          await p.locator("#log li.message", { hasText: `after the cut ${tag}` }).waitFor();
+          const got = (await messagesOn(p)).filter((text) => text.includes(tag));
+          if (JSON.stringify(got) !== JSON.stringify(want)) {
+            throw new Error(`${p.url()} shows ${JSON.stringify(got)}, not ${JSON.stringify(want)}`);
+          }
+          const resets = await p.locator("#log li.status", { hasText: "reset:" }).count();
+          if (resets > 0) throw new Error(`${p.url()} shows a reset, though nothing was lost`);
+        }
       } catch (e) {
         throw new Error(`${e.message}\n--- nginx ---\n${await proxy.log()}`);
       } finally {

@@ -8,7 +8,8 @@
 // snippet edited out of shape fails the test instead of silently testing less.
 //
 // nginx runs in the foreground as our child, with every file it writes in a fresh
-// temporary folder; stop() ends it by its PID (SIGQUIT, then SIGKILL).
+// temporary folder; stop() ends it by its PID (SIGQUIT or, to cut every
+// connection at once, SIGTERM; then SIGKILL).
 
 import { execFileSync, spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -54,10 +55,13 @@ function swap(text, from, to) {
 }
 
 /**
- * Starts nginx with the snippet in front of tickcast's `wsPort` and `httpPort`.
- * Returns { url: "https://localhost:PORT/", stop(), log() }.
+ * Starts nginx with the snippet in front of tickcast's `wsPort` and `httpPort`,
+ * on `port` (default: a free one; pass a stopped proxy's port to restart it).
+ * Returns { url: "https://localhost:PORT/", port, stop({ fast }), log() }:
+ * stop() is nginx's graceful quit, stop({ fast: true }) its fast shutdown, which
+ * cuts every open connection at once, as a crashed or restarted proxy does.
  */
-export async function startNginx({ snippetPath, wsPort, httpPort, timeoutMs }) {
+export async function startNginx({ snippetPath, wsPort, httpPort, timeoutMs, port: wanted }) {
   const dir = await mkdtemp(path.join(os.tmpdir(), "tickcast-nginx-"));
   const cert = path.join(dir, "cert.pem");
   const key = path.join(dir, "key.pem");
@@ -66,7 +70,7 @@ export async function startNginx({ snippetPath, wsPort, httpPort, timeoutMs }) {
     ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout", key, "-out", cert],
     { stdio: "ignore", timeout: timeoutMs },
   );
-  const port = await freePort();
+  const port = wanted ?? (await freePort());
   let server = await readFile(snippetPath, "utf8");
   server = swap(server, "listen 443 ssl;", `listen 127.0.0.1:${port} ssl;`);
   server = swap(server, "http://127.0.0.1:40132", `http://127.0.0.1:${wsPort}`);
@@ -108,9 +112,9 @@ http {
     });
   });
   const log = async () => output + (await readFile(path.join(dir, "error.log"), "utf8").catch(() => ""));
-  const stop = async () => {
+  const stop = async ({ fast = false } = {}) => {
     if (!gone) {
-      child.kill("SIGQUIT");
+      child.kill(fast ? "SIGTERM" : "SIGQUIT");
       const killer = setTimeout(() => child.kill("SIGKILL"), 5_000);
       await exited;
       clearTimeout(killer);
@@ -124,5 +128,5 @@ http {
     await stop();
     throw new Error(`${e.message}\n${text}`);
   }
-  return { url: `https://localhost:${port}/`, stop, log };
+  return { url: `https://localhost:${port}/`, port, stop, log };
 }

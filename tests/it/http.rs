@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::util::{http_get, http_raw, split_response, start, start_with, tcp, IO_TIMEOUT};
 
-/// The page, its script and style, and /config.json come with the right types.
+/// The page, its scripts and style come with the right types.
 #[test]
 fn page_files_have_the_right_types() {
     let server = start();
@@ -14,7 +14,8 @@ fn page_files_have_the_right_types() {
     for (path, kind, needle) in [
         ("/", "text/html", "<title>tickcast</title>"),
         ("/index.html", "text/html", "app.js"),
-        ("/app.js", "text/javascript", "config.json"),
+        ("/app.js", "text/javascript", "tickcast.js"),
+        ("/tickcast.js", "text/javascript", "config.json"),
         ("/style.css", "text/css", ".time"),
     ] {
         let (status, head, body) = http_get(addr, path);
@@ -24,6 +25,25 @@ fn page_files_have_the_right_types() {
             "{path}: {head}"
         );
         assert!(String::from_utf8_lossy(&body).contains(needle), "{path}");
+    }
+}
+
+/// Pages on other sites may load the client module and the config it reads
+/// (`Access-Control-Allow-Origin: *`); nothing else is shared that way.
+#[test]
+fn the_client_module_and_its_config_may_be_loaded_from_other_sites() {
+    let server = start();
+    let addr = server.http_addr().unwrap();
+    for path in ["/tickcast.js", "/config.json"] {
+        let (_, head, _) = http_get(addr, path);
+        assert!(
+            head.contains("access-control-allow-origin: *"),
+            "{path}: {head}"
+        );
+    }
+    for path in ["/", "/app.js", "/metrics", "/healthz"] {
+        let (_, head, _) = http_get(addr, path);
+        assert!(!head.contains("access-control"), "{path}: {head}");
     }
 }
 
@@ -53,7 +73,8 @@ fn unknown_path_is_404_and_post_is_405() {
     assert!(head.contains("allow: get, head"));
 }
 
-/// `..` in a path is refused, for the embedded page and for --public alike.
+/// `..` in a path is refused, for the embedded page and for --public alike;
+/// `/tickcast.js` is served from `--public DIR`, or built in if `DIR` has none.
 #[test]
 fn dot_dot_traversal_is_refused() {
     let dir = std::env::temp_dir().join(format!("tickcast-public-{}", std::process::id()));
@@ -83,6 +104,17 @@ fn dot_dot_traversal_is_refused() {
     let (status, _, body) = http_get(from_disk.http_addr().unwrap(), "/");
     assert_eq!(status, 200);
     assert_eq!(body, b"<p>from disk</p>");
+    // ... and a page of one's own there can still import the client module,
+    // built in, as the embedded page does; a file of that name in DIR wins.
+    let builtin = http_get(embedded.http_addr().unwrap(), "/tickcast.js");
+    let (status, head, body) = http_get(from_disk.http_addr().unwrap(), "/tickcast.js");
+    assert_eq!((status, &body), (200, &builtin.2));
+    assert!(head.contains("content-type: text/javascript"), "{head}");
+    assert!(String::from_utf8_lossy(&body).contains("export function connect"));
+    assert_eq!(http_get(from_disk.http_addr().unwrap(), "/app.js").0, 404);
+    std::fs::write(public.join("tickcast.js"), "// mine").unwrap();
+    let (_, _, body) = http_get(from_disk.http_addr().unwrap(), "/tickcast.js");
+    assert_eq!(body, b"// mine");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -143,20 +143,27 @@ fn an_sse_client_resumes_with_last_event_id_and_misses_nothing() {
 }
 
 /// `?since=` on `/events` works like `Last-Event-ID` (a page that opens a new
-/// `EventSource` has no way to set the header), and wins over it.
+/// `EventSource` has no way to set the header); the header wins, since an
+/// `EventSource` reconnects to the URL it was first opened with.
 #[test]
-fn since_in_the_url_resumes_an_sse_stream_too() {
+fn since_in_the_url_resumes_an_sse_stream_and_last_event_id_wins() {
     let server = quiet(|_| {});
+    let http = server.http_addr().unwrap();
     let publisher = server.publisher();
     let first = publisher.publish(None, "a").unwrap();
     let second = publisher.publish(None, "b").unwrap();
-    let mut stream = SseClient::open(
-        server.http_addr().unwrap(),
-        &format!("/events?since={first}"),
-        "Last-Event-ID: 1\r\n",
-    );
+    let third = publisher.publish(None, "c").unwrap();
+    let mut stream = SseClient::open(http, &format!("/events?since={first}"), "");
     assert_eq!(next_sse(&mut stream).1["type"], "welcome");
     assert_eq!(next_sse(&mut stream).0, Some(second));
+    assert_eq!(next_sse(&mut stream).0, Some(third));
+    let mut reconnected = SseClient::open(
+        http,
+        &format!("/events?since={first}"),
+        &format!("Last-Event-ID: {second}\r\n"),
+    );
+    assert_eq!(next_sse(&mut reconnected).1["type"], "welcome");
+    assert_eq!(next_sse(&mut reconnected).0, Some(third));
 }
 
 /// A client that missed more than the history holds is told so, with a `reset`

@@ -181,3 +181,30 @@ fn sse_ids_are_the_published_events_ids() {
     assert_eq!(seen[1]["data"]["n"], 2);
     assert_eq!(seen[1]["id"], second);
 }
+
+/// `/events` follows `--allowed-origin` as the WebSocket does: a browser on a site
+/// not listed gets `403`; a listed one, or a client with no `Origin` (curl), the
+/// stream, which any site's page may read (`Access-Control-Allow-Origin: *`).
+#[test]
+fn sse_streams_follow_allowed_origins() {
+    let server = start_with(|c| c.allowed_origins = vec!["https://good.example".into()]);
+    let http = server.http_addr().unwrap();
+    let (status, _, body) = http_raw(
+        http,
+        "GET /events HTTP/1.1\r\nHost: t\r\nOrigin: https://evil.example\r\n\r\n",
+    );
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("--allowed-origin"));
+    for extra in ["Origin: https://GOOD.example\r\n", ""] {
+        let mut stream = SseClient::open(http, "/events", extra);
+        let (_, welcome) = stream.next_named("welcome");
+        assert_eq!(welcome["type"], "welcome", "{extra}");
+    }
+    let mut raw = tcp(http);
+    raw.write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut head = [0u8; 512];
+    let n = std::io::Read::read(&mut raw, &mut head).unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).to_lowercase();
+    assert!(head.contains("access-control-allow-origin: *"), "{head}");
+}
