@@ -11,7 +11,8 @@ pub use crate::flash_policy::{parse_allow, policy_document};
 pub use crate::wire::message::{json_string, line};
 pub use crate::wire::sse::sse_event;
 
-use crate::wire::http::read_request;
+use crate::wire::http::{read_request, Head, Incoming, RequestHead};
+use crate::wire::subscription::{Subscription, Topic};
 use crate::ws::handshake::{decide, Context, Decision};
 
 /// Reads a handshake request from `bytes` (as if they came off a socket) and
@@ -99,4 +100,87 @@ pub fn lines(input: &[u8], max_line: usize) -> (Vec<String>, crate::LinesPublish
     })
     .expect("reading from a slice cannot fail");
     (lines, summary)
+}
+
+/// What a publish request gets, start to end.
+#[derive(Debug)]
+pub struct Publish {
+    /// The topic, as the request named it.
+    pub topic: Option<String>,
+    /// The body, as text.
+    pub body: String,
+    /// What subscribers receive (as event id 1).
+    pub message: String,
+}
+
+/// What `POST /publish` makes of `bytes` as they come off the socket of a
+/// loopback peer, with `token` as `--publish-token` and `max_message_size`, up to
+/// the message clients would get: the same steps as the server, in the same order.
+///
+/// # Errors
+///
+/// The refusal's HTTP status; 0 if the bytes end before the head or the body.
+pub fn publish_request(
+    bytes: &[u8],
+    token: Option<&str>,
+    max_message_size: usize,
+) -> Result<Publish, u16> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (head, leftover) = match read_request(bytes, 8 << 10, deadline) {
+        Ok(Some(Incoming::Http(RequestHead { head, leftover }))) => (head, leftover),
+        Ok(Some(Incoming::FlashPolicyRequest)) => return Err(400),
+        Ok(None) => return Err(0),
+        Err(refusal) => return Err(refusal.status),
+    };
+    let head = Head::parse(&head).map_err(|r| r.status)?;
+    let config = crate::Config {
+        publish_token: token.map(String::from),
+        max_message_size,
+        ..crate::Config::default()
+    };
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 50_000));
+    let request = crate::http::publish::judge(peer, &head, &config).map_err(|r| r.status)?;
+    let Some(body) = leftover.get(..request.length) else {
+        return Err(0);
+    };
+    let body = crate::http::publish::text(body.to_vec()).map_err(|r| r.status)?;
+    let topic = match &request.topic {
+        Some(name) => Some(Topic::new(name).map_err(|_| 400_u16)?),
+        None => None,
+    };
+    let message = crate::publisher::message_text(1, topic.as_ref(), &body);
+    Ok(Publish {
+        topic: request.topic,
+        body,
+        message,
+    })
+}
+
+/// What a client's URL asks for (`?topic=`, repeatable, and `?since=`), as the
+/// WebSocket handshake and `/events` read it: the topics and the id.
+///
+/// # Errors
+///
+/// The message of the `400` answer.
+pub fn subscription(target: &str) -> Result<(Vec<String>, Option<u64>), String> {
+    let Subscription { topics, since } = Subscription::from_target(target)?;
+    Ok((
+        topics.iter().map(|t| t.as_str().to_string()).collect(),
+        since,
+    ))
+}
+
+/// Checks a topic name against the rule; the error message states it.
+///
+/// # Errors
+///
+/// The `400` answer's message.
+pub fn topic(name: &str) -> Result<String, String> {
+    Topic::new(name).map(|t| t.as_str().to_string())
+}
+
+/// Whether `text` is one JSON value (RFC 8259, nested at most 64 deep), as
+/// `POST /publish` judges a body.
+pub fn is_json(text: &str) -> bool {
+    crate::wire::json::is_json(text)
 }

@@ -38,6 +38,17 @@ pub(crate) fn first_id_now() -> u64 {
         .max(1)
 }
 
+/// The text clients get for a published `body`: `{"type":"message",…}` with the
+/// body as its `data`, as the JSON value it is, or else as a JSON string.
+pub(crate) fn message_text(id: u64, topic: Option<&Topic>, body: &str) -> String {
+    let data = if is_json(body) {
+        body.trim().to_string()
+    } else {
+        message::json_string(body)
+    };
+    message::message(id, topic.map(Topic::as_str), &data)
+}
+
 /// A cloneable handle for broadcasting your own messages to every client, or to
 /// the clients of a topic.
 ///
@@ -78,14 +89,7 @@ impl Publisher {
         let topic = topic
             .map(|name| Topic::new(name).map_err(Error::InvalidTopic))
             .transpose()?;
-        let data = if is_json(body) {
-            body.trim().to_string()
-        } else {
-            message::json_string(body)
-        };
-        self.publish_event(topic, None, |id, topic| {
-            message::message(id, topic.map(Topic::as_str), &data)
-        })
+        self.publish_event(topic, None, |id, topic| message_text(id, topic, body))
     }
 
     /// Sends `text` as one text frame to every connected client, as it is: no

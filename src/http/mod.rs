@@ -47,7 +47,7 @@ use page::{route, Answer, Site};
 use publish::Published;
 
 mod page;
-mod publish;
+pub(crate) mod publish;
 pub(crate) mod sse;
 
 /// Maps a URL path onto a relative file path for `--public`, or refuses it (for

@@ -38,7 +38,7 @@ use std::time::Instant;
 
 use crate::shared::Shared;
 use crate::wire::http::{query_values, Head, Refusal};
-use crate::Error;
+use crate::{Config, Error};
 
 /// What came of a publish request.
 pub(super) enum Published {
@@ -58,40 +58,11 @@ pub(super) fn publish(
     pending: &mut Vec<u8>,
     shared: &Shared,
 ) -> Published {
-    if head.method != "POST" {
-        let mut refusal = Refusal::new(405, "publish with POST /publish");
-        refusal.extra_header = Some("Allow: POST");
-        return Published::Refused(refusal);
-    }
-    if let Err(refusal) = check_allowed(peer, head, shared) {
-        return Published::Refused(refusal);
-    }
-    let topics = match query_values(&head.target, "topic") {
-        Ok(topics) => topics,
-        Err(why) => return Published::Refused(Refusal::new(400, why)),
+    let request = match judge(peer, head, &shared.config) {
+        Ok(request) => request,
+        Err(refusal) => return Published::Refused(refusal),
     };
-    let topic = match topics.as_slice() {
-        [] => None,
-        [one] => Some(one.as_str()),
-        _ => {
-            let why = "one topic per publish: give ?topic= once";
-            return Published::Refused(Refusal::new(400, why));
-        }
-    };
-    let Some(length) = head.header("Content-Length") else {
-        let why = "send the message with a Content-Length (chunked bodies are not read here)";
-        return Published::Refused(Refusal::new(411, why));
-    };
-    let Ok(length) = length.parse::<usize>() else {
-        let why = format!("Content-Length {length:?} is not a number");
-        return Published::Refused(Refusal::new(400, why));
-    };
-    let max = shared.config.max_message_size;
-    if length > max {
-        let why = format!("a message of {length} bytes; the most is {max} (--max-message-size)");
-        return Published::Refused(Refusal::new(413, why));
-    }
-    let body = match read_body(socket, pending, length, shared) {
+    let body = match read_body(socket, pending, request.length, shared) {
         Ok(body) => body,
         Err(e)
             if matches!(
@@ -107,10 +78,11 @@ pub(super) fn publish(
             return Published::Refused(Refusal::new(400, why));
         }
     };
-    let Ok(body) = String::from_utf8(body) else {
-        return Published::Refused(Refusal::new(400, "the message is not UTF-8 text"));
+    let body = match text(body) {
+        Ok(body) => body,
+        Err(refusal) => return Published::Refused(refusal),
     };
-    match shared.publisher.publish(topic, &body) {
+    match shared.publisher.publish(request.topic.as_deref(), &body) {
         Ok(id) => {
             log::debug!("{peer}: published event {id} ({} bytes)", body.len());
             Published::Accepted(id)
@@ -120,10 +92,62 @@ pub(super) fn publish(
     }
 }
 
+/// A publish request that passed every check of its head.
+#[derive(Debug)]
+pub(crate) struct PublishRequest {
+    /// The topic it names (`?topic=`), not yet checked against the rule.
+    pub(crate) topic: Option<String>,
+    /// The body's length, from `Content-Length`, at most `--max-message-size`.
+    pub(crate) length: usize,
+}
+
+/// Judges a publish request by its head, before a byte of the body is read: the
+/// method, who asks, the topic and the length. No I/O, so the fuzz target can
+/// call it.
+pub(crate) fn judge(
+    peer: SocketAddr,
+    head: &Head,
+    config: &Config,
+) -> Result<PublishRequest, Refusal> {
+    if head.method != "POST" {
+        let mut refusal = Refusal::new(405, "publish with POST /publish");
+        refusal.extra_header = Some("Allow: POST");
+        return Err(refusal);
+    }
+    check_allowed(peer, head, config)?;
+    let topics = query_values(&head.target, "topic").map_err(|why| Refusal::new(400, why))?;
+    let topic = match topics.as_slice() {
+        [] => None,
+        [one] => Some(one.clone()),
+        _ => {
+            let why = "one topic per publish: give ?topic= once";
+            return Err(Refusal::new(400, why));
+        }
+    };
+    let Some(length) = head.header("Content-Length") else {
+        let why = "send the message with a Content-Length (chunked bodies are not read here)";
+        return Err(Refusal::new(411, why));
+    };
+    let Ok(length) = length.parse::<usize>() else {
+        let why = format!("Content-Length {length:?} is not a number");
+        return Err(Refusal::new(400, why));
+    };
+    let max = config.max_message_size;
+    if length > max {
+        let why = format!("a message of {length} bytes; the most is {max} (--max-message-size)");
+        return Err(Refusal::new(413, why));
+    }
+    Ok(PublishRequest { topic, length })
+}
+
+/// The body as text.
+pub(crate) fn text(body: Vec<u8>) -> Result<String, Refusal> {
+    String::from_utf8(body).map_err(|_| Refusal::new(400, "the message is not UTF-8 text"))
+}
+
 /// Whether this request may publish: publishing on, and the token if one is set,
 /// else a loopback peer.
-fn check_allowed(peer: SocketAddr, head: &Head, shared: &Shared) -> Result<(), Refusal> {
-    let config = &shared.config;
+fn check_allowed(peer: SocketAddr, head: &Head, config: &Config) -> Result<(), Refusal> {
     if !config.publish {
         return Err(Refusal::new(
             403,

@@ -126,6 +126,17 @@ impl Checker<'_> {
         }
     }
 
+    /// Four hex digits, as a number.
+    fn hex4(&mut self) -> Option<u32> {
+        let digits = self.bytes.get(self.at..self.at + 4)?;
+        let text = std::str::from_utf8(digits).ok()?;
+        if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        self.at += 4;
+        u32::from_str_radix(text, 16).ok()
+    }
+
     fn string(&mut self) -> bool {
         self.at += 1; // "
         loop {
@@ -143,11 +154,19 @@ impl Checker<'_> {
                         }
                         Some(b'u') => {
                             self.at += 1;
-                            for _ in 0..4 {
-                                if !self.peek().is_some_and(|b| b.is_ascii_hexdigit()) {
-                                    return false;
+                            // A UTF-16 surrogate must come in a pair, high then
+                            // low: the grammar allows a lone one, but parsers
+                            // disagree on it (JavaScript keeps it, serde_json
+                            // refuses it), so such a body goes out as a string.
+                            match self.hex4() {
+                                Some(0xd800..=0xdbff) => {
+                                    let low = self.eat(b'\\') && self.eat(b'u');
+                                    if !low || !matches!(self.hex4(), Some(0xdc00..=0xdfff)) {
+                                        return false;
+                                    }
                                 }
-                                self.at += 1;
+                                Some(0xdc00..=0xdfff) | None => return false,
+                                Some(_) => {}
                             }
                         }
                         _ => return false,
@@ -209,6 +228,8 @@ mod tests {
             "[]",
             "{}",
             "[1,2,3]",
+            r#""\ud83c\udf89 is a pair""#,
+            r#""\uffff\u0000""#,
         ] {
             assert!(is_json(good), "{good}");
         }
@@ -234,6 +255,13 @@ mod tests {
             "nul",
             "{\"a\" 1}",
             "NaN",
+            // Found by the `publish` and `subscription` fuzz targets: a lone
+            // surrogate, which serde_json refuses and JavaScript keeps.
+            r#""\ud90d""#,
+            r#""\udf89\ud83c""#,
+            r#""\ud83c,u0""#,
+            r#""\ud83c\u00e9""#,
+            r#""\u12""#,
         ] {
             assert!(!is_json(bad), "{bad:?}");
         }

@@ -35,6 +35,8 @@ pub const TARGETS: &[(&str, Property)] = &[
     ("json_string", json_string),
     ("lines", lines),
     ("sse_event", sse_event),
+    ("publish", publish),
+    ("subscription", subscription),
 ];
 
 /// A user-facing message: not empty, one line, no control characters (the
@@ -566,4 +568,145 @@ fn parse_event_stream(stream: &str) -> Vec<SseEvent> {
         }
     }
     events
+}
+
+// ---------------------------------------------------------------------------
+// publish: `POST /publish`, from the request's bytes to the message clients get.
+
+/// The token the `publish` target sets when its first byte is odd.
+const TOKEN: &str = "s3cret";
+
+/// How deep a JSON value nests (a scalar: 0).
+fn depth(value: &serde_json::Value) -> usize {
+    match value {
+        serde_json::Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        serde_json::Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The first byte picks whether a token is set (odd) and `--max-message-size`
+/// (1 to 128 bytes, so that 413 happens); the rest is what the client sends. A
+/// refusal is a 4xx status, or 0 for a request cut short. An accepted request is
+/// a POST, with the token when one is set, a topic that follows the rule, and a
+/// body of at most the maximum; the message clients get is JSON, of type
+/// `message`, with that topic, and the body as `data`: the very JSON value when
+/// the body is one (as a real parser reads it), else the text as a string.
+/// `is_json` agrees with a real parser (up to its depth limit of 64).
+pub fn publish(data: &[u8]) {
+    let Some((&first, request)) = data.split_first() else {
+        return;
+    };
+    let token = (first % 2 == 1).then_some(TOKEN);
+    let max = usize::from(first / 2 % 128) + 1;
+    let published = match fuzzing::publish_request(request, token, max) {
+        Ok(published) => published,
+        Err(status) => {
+            assert!(
+                status == 0 || (400..500).contains(&status),
+                "publish refused with {status}"
+            );
+            return;
+        }
+    };
+    // Empty lines before the request line are allowed (RFC 9112, 2.2).
+    let start = request.iter().position(|b| !matches!(b, b'\r' | b'\n'));
+    assert!(
+        request[start.unwrap_or(0)..].starts_with(b"POST "),
+        "a publish that is not a POST"
+    );
+    if token.is_some() {
+        let head = String::from_utf8_lossy(request);
+        assert!(head.contains(TOKEN), "published without the token");
+    }
+    let body = &published.body;
+    assert!(
+        body.len() <= max,
+        "a body of {} bytes passed {max}",
+        body.len()
+    );
+    if let Some(topic) = &published.topic {
+        assert_eq!(fuzzing::topic(topic).as_deref(), Ok(topic.as_str()));
+    }
+    json_agrees(body);
+    let parsed_body = serde_json::from_str::<serde_json::Value>(body);
+    let expected_data = match &parsed_body {
+        Ok(value) if depth(value) <= 64 => value.clone(),
+        Ok(_) => serde_json::Value::String(body.clone()),
+        // A number a real parser cannot hold (1e400) is still JSON: browsers read
+        // it as Infinity. Nothing more to compare here.
+        Err(_) if fuzzing::is_json(body) => return,
+        Err(_) => serde_json::Value::String(body.clone()),
+    };
+    let message: serde_json::Value = serde_json::from_str(&published.message)
+        .unwrap_or_else(|e| panic!("the message {} is not JSON: {e}", published.message));
+    let mut expected = serde_json::json!({"type": "message", "id": 1, "data": expected_data});
+    if let Some(topic) = &published.topic {
+        expected["topic"] = serde_json::Value::String(topic.clone());
+    }
+    assert_eq!(message, expected, "for body {body:?}");
+}
+
+/// `is_json` against a real parser: what it accepts, the parser reads (or finds
+/// only a number too large to hold); what the parser reads, nested at most 64
+/// deep, it accepts.
+fn json_agrees(text: &str) {
+    let ours = fuzzing::is_json(text);
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value) => assert_eq!(
+            ours,
+            depth(&value) <= 64,
+            "is_json({text:?}) = {ours}, for a value {} deep",
+            depth(&value)
+        ),
+        Err(e) => assert!(
+            !ours || e.to_string().contains("number out of range"),
+            "is_json({text:?}) is true, but a real parser says: {e}"
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// subscription: `?topic=` and `?since=` on a client's URL.
+
+/// The input is a request target (lossy UTF-8). An accepted subscription has at
+/// most 16 topics, no repeats, each 1 to 64 characters from `A-Z a-z 0-9 _ - .
+/// :`, each named in the target; `since` is there only if the target says
+/// `since=`; and a target built back from what was accepted reads the same. A
+/// refusal is one line. Every text is also tried as a JSON body (`is_json`
+/// against a real parser).
+pub fn subscription(data: &[u8]) {
+    let target = String::from_utf8_lossy(data);
+    json_agrees(&target);
+    let (topics, since) = match fuzzing::subscription(&target) {
+        Ok(accepted) => accepted,
+        Err(why) => {
+            one_line("a subscription refusal", &why);
+            return;
+        }
+    };
+    assert!(topics.len() <= 16, "{} topics accepted", topics.len());
+    for (i, topic) in topics.iter().enumerate() {
+        assert!(
+            (1..=64).contains(&topic.len())
+                && topic
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c)),
+            "topic {topic:?} breaks the rule"
+        );
+        assert!(!topics[..i].contains(topic), "topic {topic:?} twice");
+    }
+    if since.is_some() {
+        assert!(target.contains("since="), "a since out of nowhere");
+    }
+    let mut rebuilt: Vec<String> = topics.iter().map(|t| format!("topic={t}")).collect();
+    if let Some(since) = since {
+        rebuilt.push(format!("since={since}"));
+    }
+    let rebuilt = format!("/echo?{}", rebuilt.join("&"));
+    assert_eq!(
+        fuzzing::subscription(&rebuilt),
+        Ok((topics, since)),
+        "{rebuilt} reads differently"
+    );
 }
