@@ -399,16 +399,15 @@ impl Hub {
         self.send_to(&round.ping(), |id| round.includes(id));
     }
 
-    /// Writes a batch from the frames channel, in order: each run of broadcasts to
-    /// the same audience (everyone, or one topic's subscribers) goes out together,
-    /// a message for one client to that client alone.
+    /// Writes a batch from the frames channel, in order: a message for one client
+    /// to that client alone, and each run of broadcasts between such messages
+    /// with one write per client.
     fn deliver(&mut self, batch: &[Broadcast]) {
-        let same_run =
-            |a: &Broadcast, b: &Broadcast| a.to.is_none() && b.to.is_none() && a.topic == b.topic;
-        for run in batch.chunk_by(same_run) {
+        for run in batch.chunk_by(|a, b| a.to.is_none() && b.to.is_none()) {
             match run {
                 [one] if one.to.is_some() => self.send_one(one),
-                _ => self.broadcast(run),
+                _ if run.iter().all(|b| b.topic.is_none()) => self.broadcast(run),
+                _ => self.broadcast_by_topic(run),
             }
         }
     }
@@ -459,17 +458,79 @@ impl Hub {
             sse,
             messages: batch.len() as u64,
         };
-        // A run shares its topic (see `deliver`).
-        match batch.first().and_then(|b| b.topic.as_ref()) {
-            None => self.send_to_all(&message),
-            Some(topic) => {
-                let ids: Vec<ClientId> = self
-                    .subscribers
-                    .get(topic)
-                    .map(|ids| ids.iter().copied().collect())
-                    .unwrap_or_default();
-                self.send_to_ids(&message, &ids);
+        self.send_to_all(&message);
+    }
+
+    /// Sends a run of broadcasts of which some go to topics, still with one write
+    /// per client. Clients that get the same broadcasts (those subscribed to the
+    /// same of the run's topics: say, everyone on `prices`) form a group and share
+    /// one buffer, built once; each group is written like a broadcast. Only the
+    /// run's topics' subscribers are looked at, unless something in the run goes
+    /// to everyone.
+    fn broadcast_by_topic(&mut self, run: &[Broadcast]) {
+        let mut topics: Vec<&Topic> = run.iter().filter_map(|b| b.topic.as_ref()).collect();
+        topics.sort();
+        topics.dedup();
+        let to_everyone = run.iter().any(|b| b.topic.is_none());
+        // A client's group: which of the run's topics it subscribes to (indices
+        // into `topics`).
+        let group_of = |client: &Client| -> Vec<usize> {
+            (0..topics.len())
+                .filter(|&i| client.topics.contains(topics[i]))
+                .collect()
+        };
+        let mut groups: HashMap<Vec<usize>, Vec<ClientId>> = HashMap::new();
+        if to_everyone {
+            for (&id, client) in &self.clients {
+                groups.entry(group_of(client)).or_default().push(id);
             }
+        } else {
+            let subscribers: BTreeSet<ClientId> = topics
+                .iter()
+                .filter_map(|t| self.subscribers.get(*t))
+                .flatten()
+                .copied()
+                .collect();
+            for id in subscribers {
+                if let Some(client) = self.clients.get(&id) {
+                    groups.entry(group_of(client)).or_default().push(id);
+                }
+            }
+        }
+        let sse_events: Option<Vec<Arc<[u8]>>> = (self.sse_clients > 0).then(|| {
+            run.iter()
+                .map(|b| Hub::sse_event(b.id, b.event, &b.text))
+                .collect()
+        });
+        for (group, ids) in groups {
+            let members: Vec<usize> = (0..run.len())
+                .filter(|&i| {
+                    run[i]
+                        .topic
+                        .as_ref()
+                        .is_none_or(|t| group.iter().any(|&g| topics[g] == t))
+                })
+                .collect();
+            if members.is_empty() {
+                continue;
+            }
+            let frames: Vec<u8> = members
+                .iter()
+                .flat_map(|&i| run[i].frame.iter().copied())
+                .collect();
+            let sse = sse_events.as_ref().map(|events| {
+                let chunks: Vec<u8> = members
+                    .iter()
+                    .flat_map(|&i| events[i].iter().copied())
+                    .collect();
+                Arc::from(chunks)
+            });
+            let message = Encoded {
+                frame: &frames,
+                sse,
+                messages: members.len() as u64,
+            };
+            self.send_to_ids(&message, &ids);
         }
     }
 
