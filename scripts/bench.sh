@@ -25,6 +25,15 @@
 #                              and server CPU per million frames; exits 1 if
 #                              any server lost any tick or client (after
 #                              running every server and writing the report)
+#   scripts/bench.sh publish   POST /publish as fast as 8 publishers can, and at
+#                              100/s, to 1000 and 10000 subscribers, on one
+#                              topic and spread over 100: publishes/s,
+#                              publish-to-receive latency, server CPU per
+#                              delivery, beside a run of 10 ms ticks (100/s) to
+#                              as many clients; every subscriber is
+#                              checked for every message of its topic (exits 1
+#                              on a loss). tickcast only: writes
+#                              target/bench/publish.md
 #   scripts/bench.sh smoke     50 clients, 200 ms ticks, tickcast only; exits 1
 #                              on any loss: a client missing a tick made after
 #                              its 101, or a client lost or never accepted
@@ -39,6 +48,10 @@
 #   BENCH_SERVERS="tickcast tokio node"   which servers, in order
 #   BENCH_STRESS_N=5000 BENCH_STRESS_INTERVAL=10ms BENCH_STRESS_SECS=10
 #   BENCH_NO_CHART=1       skip the matplotlib virtualenv and the PNG
+#   BENCH_TICKCAST_BIN=PATH   benchmark that tickcast binary (say, an older
+#                          commit's, for a before/after) instead of building one
+#   BENCH_PUBLISH_NS="1000 10000" BENCH_PUBLISH_TOPICS="1 100"
+#   BENCH_PUBLISHERS=8 BENCH_PUBLISH_SECS=10 BENCH_PUBLISH_SIZE=60 (body bytes)
 #
 # Every run is bounded: loadgen connects a fixed number of clients to a server on
 # 127.0.0.1, runs fixed-length phases, closes its clients and exits; each server
@@ -51,13 +64,13 @@ set -euo pipefail
 
 MODE="${1:-scale}"
 case "$MODE" in
-  scale | stress | smoke) ;;
+  scale | stress | smoke | publish) ;;
   -h | --help)
     sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
     exit 0
     ;;
   *)
-    echo "bench.sh: unknown mode '$MODE' (expected scale, stress or smoke)" >&2
+    echo "bench.sh: unknown mode '$MODE' (expected scale, stress, publish or smoke)" >&2
     exit 2
     ;;
 esac
@@ -69,6 +82,7 @@ BENCH_TARGET="$ROOT/target/bench-build"
 LOADGEN="$BENCH_TARGET/release/loadgen"
 PEER_TOKIO="$BENCH_TARGET/release/peer-tokio"
 REPORT="$BENCH_TARGET/release/report"
+PUBBENCH="$BENCH_TARGET/release/pubbench"
 # A copy, so that a rebuild of target/release/tickcast during a run changes nothing.
 TICKCAST="$ROOT/target/bench/bin/tickcast"
 NODE_PEER="$ROOT/scripts/bench/node-peer"
@@ -170,14 +184,21 @@ fd_limit() { [ "$(ulimit -n)" = unlimited ] && echo 1000000000 || ulimit -n; }
 
 mkdir -p "$OUT/logs" "$OUT/runs" "$OUT/smoke"
 log "building tickcast and the bench tools (release)"
-cargo build --release --quiet --bin tickcast
 mkdir -p "$OUT/bin"
-cp "$ROOT/target/release/tickcast" "$TICKCAST.tmp" && mv -f "$TICKCAST.tmp" "$TICKCAST"
-TICKCAST_VERSION="$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
+if [ -n "${BENCH_TICKCAST_BIN:-}" ]; then
+  # Another build of tickcast, say an older commit's, for a before/after.
+  cp "$BENCH_TICKCAST_BIN" "$TICKCAST.tmp" && mv -f "$TICKCAST.tmp" "$TICKCAST"
+  TICKCAST_VERSION="$BENCH_TICKCAST_BIN"
+else
+  cargo build --release --quiet --bin tickcast
+  cp "$ROOT/target/release/tickcast" "$TICKCAST.tmp" && mv -f "$TICKCAST.tmp" "$TICKCAST"
+  TICKCAST_VERSION="$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
+fi
 CARGO_TARGET_DIR="$BENCH_TARGET" cargo build --release --quiet \
   --manifest-path "$ROOT/scripts/bench/Cargo.toml"
 SERVERS="${BENCH_SERVERS:-tickcast tokio node}"
 [ "$MODE" = smoke ] && SERVERS=tickcast
+[ "$MODE" = publish ] && SERVERS=tickcast
 if [[ " $SERVERS " == *" node "* ]]; then
   command -v node >/dev/null || { log "node is not installed (needed for the ws peer)"; exit 1; }
   log "installing the Node peer's dependencies (npm ci)"
@@ -195,6 +216,75 @@ if [ "$MODE" = smoke ]; then
     exit 1
   fi
   log "smoke passed: every client got every tick made after its 101"
+  exit 0
+fi
+
+# ---- publish: POST /publish to subscribers on topics, beside ticks ----
+
+if [ "$MODE" = publish ]; then
+  PUB_OUT="$OUT/publish"
+  mkdir -p "$PUB_OUT"
+  rm -f "$PUB_OUT/"*.json
+  SECS="${BENCH_PUBLISH_SECS:-10}"
+  FAILED_RUNS=()
+  # run_pub TAG INTERVAL PUBBENCH_ARGS...: a fresh tickcast with its HTTP port
+  # on, one pubbench run against it.
+  run_pub() {
+    local tag="$1" interval="$2"
+    shift 2
+    local logfile="$OUT/logs/$tag.server.log"
+    : >"$logfile"
+    "$TICKCAST" --ws-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --interval "$interval" \
+      --max-clients 16000 2>"$logfile" &
+    SERVER_PID=$!
+    local ws="" http=""
+    for _ in $(seq 100); do
+      ws="$(grep -o 'ws://[^ ]*' "$logfile" | head -n 1 || true)"
+      http="$(grep -o 'page: http://[^/]*' "$logfile" | head -n 1 | sed 's|page: http://||' || true)"
+      [ -n "$ws" ] && [ -n "$http" ] && break
+      sleep 0.1
+    done
+    if [ -z "$ws" ] || [ -z "$http" ]; then
+      log "$tag: tickcast did not report its addresses; its log:"
+      cat "$logfile" >&2
+      exit 1
+    fi
+    log "$tag: tickcast pid $SERVER_PID at $ws and http://$http"
+    local rc=0
+    "$PUBBENCH" --ws "$ws" --http "$http" --server tickcast --server-pid "$SERVER_PID" \
+      --duration "${SECS}s" --size "${BENCH_PUBLISH_SIZE:-60}" --out "$PUB_OUT/$tag.json" "$@" \
+      2> >(tee "$OUT/logs/$tag.pubbench.log" >&2) || rc=$?
+    stop_server
+    [ "$rc" = 0 ] || FAILED_RUNS+=("$tag")
+    sleep 2 # let the last sockets leave TIME_WAIT bookkeeping behind
+  }
+  for n in ${BENCH_PUBLISH_NS:-1000 10000}; do
+    if [ "$(fd_limit)" -le $((n + 200)) ]; then
+      log "skipping N=$n: the open-file limit is $(ulimit -n); see ulimit -Hn"
+      continue
+    fi
+    # A tick every 10 ms, and publishes at the same 100 per second: what each
+    # costs the server, side by side.
+    run_pub "ticks-$n" 10ms --subscribers "$n" --topics 1 --publishers 0
+    for topics in ${BENCH_PUBLISH_TOPICS:-1 100}; do
+      run_pub "publish-$n-$topics-paced" off --subscribers "$n" --topics "$topics" \
+        --publishers "${BENCH_PUBLISHERS:-8}" --rate 100
+      run_pub "publish-$n-$topics" off --subscribers "$n" --topics "$topics" \
+        --publishers "${BENCH_PUBLISHERS:-8}"
+    done
+  done
+  "$PUBBENCH" report "$PUB_OUT" "$OUT/publish.md"
+  {
+    echo
+    echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); \
+tickcast $TICKCAST_VERSION; command: scripts/bench.sh publish"
+  } >>"$OUT/publish.md"
+  cat "$OUT/publish.md"
+  if [ "${#FAILED_RUNS[@]}" -gt 0 ]; then
+    log "FAILED: ${FAILED_RUNS[*]}: a subscriber missed a message or was lost; see the"
+    log "pubbench FAILED lines in $OUT/logs/<run>.pubbench.log"
+    exit 1
+  fi
   exit 0
 fi
 
