@@ -373,6 +373,26 @@ async function publish(base, body, topic) {
   return JSON.parse(answer).id;
 }
 
+/** startNginx's options for the README's nginx block in front of `server` (page at `url`). */
+function nginxInFrontOf(server, url) {
+  const wsUrl = server.output().match(/WebSocket: ws:\/\/[^:]+:(\d+)/);
+  if (!wsUrl) throw new Error("server did not log `WebSocket: ws://...`");
+  return {
+    snippetPath: path.join(REPO, "scripts/nginx/tickcast.conf"),
+    wsPort: Number(wsUrl[1]),
+    httpPort: Number(new URL(url).port),
+    timeoutMs: WAIT_TIMEOUT_MS,
+  };
+}
+
+/** A browser context that trusts the proxy's self-signed certificate. */
+async function tlsContext(browser) {
+  const tls = await browser.newContext({ ignoreHTTPSErrors: true, locale: "en-US" });
+  tls.setDefaultTimeout(WAIT_TIMEOUT_MS);
+  tls.setDefaultNavigationTimeout(WAIT_TIMEOUT_MS);
+  return tls;
+}
+
 /** The published messages in the page's log, oldest first, without their times. */
 function messagesOn(page) {
   return page.evaluate(() =>
@@ -692,17 +712,8 @@ async function main() {
       // self-signed certificate: the page must find the WebSocket at wss:// on the
       // proxy's port (from the /config.json nginx answers), tick, echo, and also
       // stream Server-Sent Events through the proxy without buffering.
-      const wsUrl = server.output().match(/WebSocket: ws:\/\/[^:]+:(\d+)/);
-      if (!wsUrl) throw new Error("server did not log `WebSocket: ws://...`");
-      const proxy = await startNginx({
-        snippetPath: path.join(REPO, "scripts/nginx/tickcast.conf"),
-        wsPort: Number(wsUrl[1]),
-        httpPort: Number(new URL(url).port),
-        timeoutMs: WAIT_TIMEOUT_MS,
-      });
-      const tls = await browser.newContext({ ignoreHTTPSErrors: true, locale: "en-US" });
-      tls.setDefaultTimeout(WAIT_TIMEOUT_MS);
-      tls.setDefaultNavigationTimeout(WAIT_TIMEOUT_MS);
+      const proxy = await startNginx(nginxInFrontOf(server, url));
+      const tls = await tlsContext(browser);
       try {
         const page = await tls.newPage();
         page.on("pageerror", (e) => pageErrors.push(`${proxy.url}: ${e.message}`));
@@ -742,18 +753,9 @@ async function main() {
       // shutdown: every connection dropped at once), messages are published while
       // it is down, and it comes back on the same port. Each page must show every
       // message of its topic exactly once, in order, and none of another topic.
-      const wsUrl = server.output().match(/WebSocket: ws:\/\/[^:]+:(\d+)/);
-      if (!wsUrl) throw new Error("server did not log `WebSocket: ws://...`");
-      const nginx = {
-        snippetPath: path.join(REPO, "scripts/nginx/tickcast.conf"),
-        wsPort: Number(wsUrl[1]),
-        httpPort: Number(new URL(url).port),
-        timeoutMs: WAIT_TIMEOUT_MS,
-      };
+      const nginx = nginxInFrontOf(server, url);
       let proxy = await startNginx(nginx);
-      const tls = await browser.newContext({ ignoreHTTPSErrors: true, locale: "en-US" });
-      tls.setDefaultTimeout(WAIT_TIMEOUT_MS);
-      tls.setDefaultNavigationTimeout(WAIT_TIMEOUT_MS);
+      const tls = await tlsContext(browser);
       try {
         const pages = [];
         for (const query of ["?topic=news", "?topic=news&transport=sse"]) {
