@@ -232,9 +232,14 @@ fn topics_route_messages_to_their_subscribers() {
         [pair("news", "n1"), pair("prices", "p1"), pair("-", "all")]
     );
     assert_eq!(got(&mut plain, 1), [pair("-", "all")]);
-    // Ticks still reach everyone.
+    // Ticks and presence notices still reach everyone.
     prices.next_of_type("tick");
     plain.next_of_type("tick");
+    drop(both);
+    for c in [&mut prices, &mut plain] {
+        let leave = c.next_of_type("leave");
+        assert_eq!(leave["clients"], 2, "{leave}");
+    }
 }
 
 /// A bad topic at the handshake is refused with `400` naming the rule, on both
