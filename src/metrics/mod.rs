@@ -109,6 +109,8 @@ pub(crate) struct Metrics {
     pub(crate) accept_errors: AtomicU64,
     /// The latest tick's `seq`.
     pub(crate) tick_seq: AtomicU64,
+    /// Tick slots skipped because the ticker fell behind.
+    pub(crate) ticks_skipped: AtomicU64,
 }
 
 impl Metrics {
@@ -303,8 +305,14 @@ impl Metrics {
         metric(
             "tick_seq",
             "gauge",
-            "Sequence number of the latest tick.",
+            "Sequence number of the latest tick: intervals since 1970.",
             &one(&self.tick_seq),
+        );
+        metric(
+            "ticks_skipped_total",
+            "counter",
+            "Tick slots skipped because the ticker fell behind (a suspended machine, a hub that could not keep up).",
+            &one(&self.ticks_skipped),
         );
         out
     }

@@ -37,7 +37,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, Interest};
@@ -87,7 +87,7 @@ pub struct Progress {
     /// Clients whose connect or handshake failed.
     pub failed: AtomicUsize,
     /// The newest tick seq any client has seen.
-    pub max_seq: AtomicU32,
+    pub max_seq: AtomicU64,
     /// Per client: the `time` stamp (ns since the epoch) of the newest tick it
     /// has seen, 0 before the first, or [`Progress::GONE`]. The controller's
     /// drain waits until every client has one made after the window ended.
@@ -103,7 +103,7 @@ impl Progress {
         Progress {
             connected: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
-            max_seq: AtomicU32::new(0),
+            max_seq: AtomicU64::new(0),
             newest_stamp_ns: (0..clients).map(|_| AtomicI64::new(0)).collect(),
         }
     }
@@ -112,7 +112,8 @@ impl Progress {
 /// One tick as one client received it.
 #[derive(Debug, Clone, Copy)]
 pub struct TickRx {
-    pub seq: u32,
+    /// The tick's `seq` (tickcast's counts intervals since 1970, so it is large).
+    pub seq: u64,
     /// How long after the kernel received it loadgen parsed it, µs (loadgen's own
     /// lag, reported so a saturated loadgen shows).
     pub lag_us: u32,
@@ -437,7 +438,6 @@ async fn handle_frame(
                     .and_then(parse_rfc3339_millis);
                 match (seq, time) {
                     (Some(seq), Some(time_ns)) => {
-                        let seq = seq as u32;
                         out.ticks.push(TickRx {
                             seq,
                             lag_us,

@@ -126,10 +126,10 @@ pub struct ClientLoss {
     /// Owed ticks it did not receive.
     pub missed: u64,
     /// The first of those seqs, in order.
-    pub missed_seqs: Vec<u32>,
+    pub missed_seqs: Vec<u64>,
     /// The first tick seq it did receive: together with `missed_seqs` it shows
     /// whether the gap sits right after the 101 (a late registration).
-    pub first_seq_received: Option<u32>,
+    pub first_seq_received: Option<u64>,
     /// Its connection ended before the window did.
     pub lost: bool,
     /// Its connection ended after the window, before loadgen closed it.
@@ -211,7 +211,7 @@ impl ClientLoss {
             None => text += " (no 101)",
         }
         if self.missed > 0 {
-            let seqs: Vec<String> = self.missed_seqs.iter().map(u32::to_string).collect();
+            let seqs: Vec<String> = self.missed_seqs.iter().map(u64::to_string).collect();
             let more = if self.missed > self.missed_seqs.len() as u64 {
                 ", …"
             } else {
@@ -274,8 +274,8 @@ pub fn check(outcomes: &[Outcome], window_end_ns: i64) -> DeliveryCheck {
         };
 
         // Duplicates and order, in arrival order.
-        let mut received: Vec<u32> = Vec::with_capacity(outcome.ticks.len());
-        let mut highest: Option<u32> = None;
+        let mut received: Vec<u64> = Vec::with_capacity(outcome.ticks.len());
+        let mut highest: Option<u64> = None;
         for tick in &outcome.ticks {
             received.push(tick.seq);
             if highest.is_some_and(|h| tick.seq < h) {
@@ -301,7 +301,7 @@ pub fn check(outcomes: &[Outcome], window_end_ns: i64) -> DeliveryCheck {
                 } else if !run.stamped {
                     // A gap nobody received is missed whole: count it at once
                     // rather than walk a possibly huge range seq by seq.
-                    loss.missed += u64::from(run.last_seq - seq);
+                    loss.missed += run.last_seq - seq;
                     break;
                 }
             }
@@ -347,8 +347,8 @@ struct MadeTimes {
 
 /// Seqs `first_seq..=last_seq`, all made within `[earliest_ns, latest_ns]`.
 struct MadeRun {
-    first_seq: u32,
-    last_seq: u32,
+    first_seq: u64,
+    last_seq: u64,
     earliest_ns: i64,
     latest_ns: i64,
     /// One seq some client received (with its own stamp), rather than a gap.
@@ -357,7 +357,7 @@ struct MadeRun {
 
 impl MadeRun {
     fn len(&self) -> u64 {
-        u64::from(self.last_seq - self.first_seq) + 1
+        self.last_seq - self.first_seq + 1
     }
 }
 
@@ -366,12 +366,12 @@ impl MadeTimes {
         // Every client got the same frame for a seq, so any copy's stamp will
         // do. A map keyed by seq, not a list of every copy: at 5,000 clients
         // that list would hold millions of entries.
-        let mut stamps: BTreeMap<u32, i64> = BTreeMap::new();
+        let mut stamps: BTreeMap<u64, i64> = BTreeMap::new();
         for tick in outcomes.iter().flat_map(|o| &o.ticks) {
             stamps.entry(tick.seq).or_insert(tick.time_ns);
         }
         let mut runs = Vec::with_capacity(stamps.len() * 2);
-        let mut previous: Option<(u32, i64)> = None;
+        let mut previous: Option<(u64, i64)> = None;
         for (&seq, &stamp_ns) in &stamps {
             if let Some((prev_seq, prev_stamp_ns)) = previous.replace((seq, stamp_ns)) {
                 if seq > prev_seq + 1 {
@@ -427,7 +427,7 @@ mod tests {
     }
 
     /// A tick stamped `stamp_ms` ms after T0 (already truncated, as on the wire).
-    fn tick(seq: u32, stamp_ms: i64) -> TickRx {
+    fn tick(seq: u64, stamp_ms: i64) -> TickRx {
         TickRx {
             seq,
             lag_us: 0,
@@ -438,15 +438,12 @@ mod tests {
 
     /// A client that got its 101 at `got_101_ns` and then the ticks `seqs`,
     /// from the server below that ticks every 10 ms (seq n stamped at n × 10 ms).
-    fn client(index: usize, got_101_ns: i64, seqs: impl IntoIterator<Item = u32>) -> Outcome {
+    fn client(index: usize, got_101_ns: i64, seqs: impl IntoIterator<Item = u64>) -> Outcome {
         Outcome {
             index,
             connected: true,
             got_101_ns: Some(got_101_ns),
-            ticks: seqs
-                .into_iter()
-                .map(|s| tick(s, i64::from(s) * 10))
-                .collect(),
+            ticks: seqs.into_iter().map(|s| tick(s, s as i64 * 10)).collect(),
             ..Outcome::default()
         }
     }
@@ -537,7 +534,7 @@ mod tests {
     #[test]
     fn duplicates_and_reordering_are_flagged() {
         let seqs = (1..=101).chain([50]);
-        let mut reordered: Vec<u32> = (1..=101).collect();
+        let mut reordered: Vec<u64> = (1..=101).collect();
         reordered.swap(10, 11);
         let result = check(
             &[client(0, ms(5), seqs), client(1, ms(5), reordered)],
@@ -579,10 +576,10 @@ mod tests {
     #[test]
     fn millisecond_truncation_never_makes_a_tick_owed() {
         // Seq 1 stamped 1000 ms (made in [1000, 1001) ms); seq 2 at 1001 ms.
-        let stamped = |seqs: &[u32]| -> Vec<TickRx> {
-            seqs.iter().map(|&s| tick(s, 999 + i64::from(s))).collect()
+        let stamped = |seqs: &[u64]| -> Vec<TickRx> {
+            seqs.iter().map(|&s| tick(s, 999 + s as i64)).collect()
         };
-        let got = |got_101_ns: i64, seqs: &[u32]| Outcome {
+        let got = |got_101_ns: i64, seqs: &[u64]| Outcome {
             got_101_ns: Some(got_101_ns),
             ticks: stamped(seqs),
             ..Outcome::default()

@@ -74,9 +74,9 @@ pub struct Connect {
 pub struct Delivery {
     /// The fan-out window of tick seqs, inclusive: from the first tick after
     /// everyone connected to the newest one seen when the load phase ended.
-    pub first_seq: u32,
-    pub last_seq: u32,
-    pub ticks: u32,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub ticks: u64,
     /// ticks × connected clients.
     pub expected: u64,
     /// (client, seq) pairs received within the fan-out window.

@@ -507,8 +507,8 @@ async fn measure_idle(pid: Option<u32>, interval: Duration, until: Instant) -> O
 }
 
 struct Window {
-    first_seq: u32,
-    last_seq: u32,
+    first_seq: u64,
+    last_seq: u64,
     load_start_ns: i64,
     load_end_ns: i64,
     /// The end of the measured window for the per-client check.
@@ -523,7 +523,7 @@ fn analyse(
     w: Window,
     ramp_s: f64,
     process: Process,
-    rest_ticks: u32,
+    rest_ticks: u64,
 ) -> RunResult {
     let connected: Vec<&Outcome> = outcomes.iter().filter(|o| o.connected).collect();
     let ticks = w.last_seq.saturating_sub(w.first_seq) + 1;
@@ -545,7 +545,7 @@ fn analyse(
     let mut latency = Vec::new();
     let mut lag = Vec::new();
     let mut delivered = 0u64;
-    let (mut load_frames, mut load_min_seq, mut load_max_seq) = (0u64, u32::MAX, 0u32);
+    let (mut load_frames, mut load_min_seq, mut load_max_seq) = (0u64, u64::MAX, 0u64);
     let mut ended: HashMap<String, usize> = HashMap::new();
     let mut server_codes: HashMap<u16, usize> = HashMap::new();
     let (mut joins, mut leaves, mut pings, mut others, mut perr) = (0u64, 0u64, 0u64, 0u64, 0u64);
@@ -600,7 +600,7 @@ fn analyse(
     let ticks_complete = (0..ticks as usize)
         .filter(|&k| got[k] as usize == n_ok)
         .count() as u32;
-    let expected = u64::from(ticks) * n_ok as u64;
+    let expected = ticks * n_ok as u64;
 
     let load_s = (w.load_end_ns - w.load_start_ns) as f64 / 1e9;
     let p = &process;
@@ -615,7 +615,7 @@ fn analyse(
         rest_cpu_pct: cpu(&p.rest_start, &p.rest_end) / secs(&p.rest_start, &p.rest_end) * 100.0,
         load_cpu_pct: cpu(&p.load_start, &p.load_end) / secs(&p.load_start, &p.load_end) * 100.0,
         cpu_per_broadcast_ms: if rest_ticks > 0 {
-            cpu(&p.rest_start, &p.rest_end) / f64::from(rest_ticks) * 1e3
+            cpu(&p.rest_start, &p.rest_end) / rest_ticks as f64 * 1e3
         } else {
             0.0
         },
@@ -677,7 +677,7 @@ fn analyse(
             ended_early_reasons: top5(ended),
             frames_per_s: load_frames as f64 / load_s.max(1e-9),
             ticks_per_s: if load_max_seq >= load_min_seq {
-                f64::from(load_max_seq - load_min_seq + 1) / load_s.max(1e-9)
+                (load_max_seq - load_min_seq + 1) as f64 / load_s.max(1e-9)
             } else {
                 0.0
             },
