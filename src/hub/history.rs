@@ -8,10 +8,11 @@
 //! The history is bounded twice: by a count (`--history`) and by the bytes of
 //! text it holds (`--history-bytes`); the oldest events go first.
 //!
-//! Ids only grow, one per event, so a client's last id says exactly what it
-//! missed: every id after it. If the first of those is no longer kept, some of
-//! what it missed is gone, and the client is told so ([`Resume::Missed`]) instead
-//! of being handed a history with a hole in it.
+//! Ids only grow, so a client's last id says exactly what it missed: every event
+//! with a greater id. (On one node they go up by one; in a cluster they may
+//! jump.) The history remembers the newest id it let go of, its *floor*: a client
+//! whose id is below the floor missed something that is gone, and is told so
+//! ([`Resume::Missed`]) instead of being handed a history with a hole in it.
 
 use std::collections::VecDeque;
 
@@ -52,6 +53,10 @@ pub(super) struct History {
     max_bytes: usize,
     /// The id of the newest event published, kept or not.
     newest: u64,
+    /// Events up to this id may be gone: the newest one dropped to stay within
+    /// the bounds, or, before any was, the newest published before the hub
+    /// started.
+    floor: u64,
 }
 
 impl History {
@@ -64,6 +69,7 @@ impl History {
             max_events,
             max_bytes,
             newest,
+            floor: newest,
         }
     }
 
@@ -95,6 +101,7 @@ impl History {
                     break;
                 };
                 self.bytes -= oldest.text.len();
+                self.floor = oldest.id;
             }
         }
         published
@@ -109,22 +116,16 @@ impl History {
                  restarted)"
             ));
         }
-        // The first id kept; with none kept, the one the next event will get.
-        let oldest = self.events.front().map_or(self.newest + 1, |e| e.id);
-        if since + 1 < oldest {
-            return Resume::Missed(format!(
-                "events after {since} are no longer kept (the oldest kept is {oldest})"
-            ));
+        if since < self.floor {
+            let kept = match self.events.front() {
+                Some(oldest) => format!("the oldest kept is {}", oldest.id),
+                None => "none are kept".to_string(),
+            };
+            return Resume::Missed(format!("events after {since} are no longer kept ({kept})"));
         }
-        // Ids follow each other, so the events after `since` start at a known place.
-        let start = usize::try_from(since + 1 - oldest).unwrap_or(usize::MAX);
+        let start = self.events.partition_point(|e| e.id <= since);
         let wanted = |e: &&Kept| e.topic.as_ref().is_none_or(|t| topics.contains(t));
-        Resume::Replay(
-            self.events
-                .range(start.min(self.events.len())..)
-                .filter(wanted)
-                .collect(),
-        )
+        Resume::Replay(self.events.range(start..).filter(wanted).collect())
     }
 }
 
@@ -189,6 +190,26 @@ mod tests {
         history.keep((1..=5).map(|id| published(id, None, "four")).collect());
         assert_eq!(replayed(&history, 3, &[]), [4, 5]);
         assert!(matches!(history.after(2, &[]), Resume::Missed(_)));
+    }
+
+    /// In a cluster ids jump (they come from a shared clock); resuming works the
+    /// same, by order, and the floor is the newest id dropped.
+    #[test]
+    fn ids_that_jump_are_replayed_by_order() {
+        let mut history = History::new(3, 1 << 20, 100);
+        history.keep(
+            [105, 230, 231, 900]
+                .into_iter()
+                .map(|id| published(id, None, "x"))
+                .collect(),
+        );
+        assert_eq!(replayed(&history, 230, &[]), [231, 900]);
+        assert_eq!(replayed(&history, 200, &[]), [230, 231, 900]);
+        assert_eq!(replayed(&history, 105, &[]), [230, 231, 900]);
+        let Resume::Missed(why) = history.after(104, &[]) else {
+            panic!("event 105 is gone, yet resuming after 104 replayed")
+        };
+        assert!(why.contains("oldest kept is 230"), "{why}");
     }
 
     #[test]
