@@ -46,6 +46,11 @@ pub enum Error {
     /// The server has shut down, so nothing was published. Not a failure as such:
     /// stop publishing.
     Stopped,
+
+    /// This node is in a cluster and cannot reach its Redis right now, so nothing
+    /// was published. It reconnects by itself (see the log): try again later.
+    /// `POST /publish` answers `503`.
+    ClusterDown,
 }
 
 impl fmt::Display for Error {
@@ -95,6 +100,10 @@ impl fmt::Display for Error {
                 "cannot start thread {thread}: {source}; the process may be at its thread limit"
             ),
             Error::Stopped => f.write_str("the server has shut down; nothing was published"),
+            Error::ClusterDown => f.write_str(
+                "this node cannot reach the cluster's Redis (see its log); nothing was \
+                 published: try again",
+            ),
         }
     }
 }

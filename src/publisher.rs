@@ -17,11 +17,11 @@
 //! client that resumes with an id from before a restart is told it missed events
 //! instead of being replayed the new run's events as if they came after its own.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::Sender;
 
-use crate::hub::Broadcast;
+use crate::hub::{Broadcast, Publication};
 use crate::wire::json::is_json;
 use crate::wire::message::{self, ClientId};
 use crate::wire::subscription::Topic;
@@ -38,38 +38,63 @@ pub(crate) fn first_id_now() -> u64 {
         .max(1)
 }
 
-/// The text clients get for a published `body`: `{"type":"message",…}` with the
-/// body as its `data`, as the JSON value it is, or else as a JSON string.
-pub(crate) fn message_text(id: u64, topic: Option<&Topic>, body: &str) -> String {
-    let data = if is_json(body) {
-        body.trim().to_string()
-    } else {
-        message::json_string(body)
-    };
-    message::message(id, topic.map(Topic::as_str), &data)
-}
-
 /// A cloneable handle for broadcasting your own messages to every client, or to
 /// the clients of a topic.
 ///
-/// Each message is encoded into one WebSocket frame on the calling thread, then the
-/// hub writes that frame to every client it is for, next to the ticks (SSE clients
-/// get it as an event: unnamed for messages, `line` for lines).
+/// Each message is encoded into one WebSocket frame, then the hub writes that
+/// frame to every client it is for, next to the ticks (SSE clients get it as an
+/// event: unnamed for messages, `line` for lines). In a cluster it goes through
+/// Redis first, and every node's hub writes it to its own clients.
 #[derive(Clone)]
 pub struct Publisher {
-    /// The hub's bounded frames channel.
-    frames_tx: Sender<Broadcast>,
-    /// The id the next published event gets; locked until that event is on the
-    /// channel, so ids reach the hub in order.
-    next_id: Arc<Mutex<u64>>,
+    /// Where publications go.
+    route: Route,
+}
+
+/// Where a publisher's publications go.
+#[derive(Clone)]
+enum Route {
+    /// Straight to this server's hub, on its bounded frames channel.
+    Hub {
+        frames_tx: Sender<Broadcast>,
+        /// The id the next published event gets; locked until that event is on
+        /// the channel, so ids reach the hub in order.
+        next_id: Arc<Mutex<u64>>,
+    },
+    /// To a log every node reads (a Redis stream), which gives the id.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Log(Arc<dyn EventLog>),
+}
+
+/// A log shared by the nodes of a cluster: appending gives a publication its
+/// event id, and every node (this one too) reads it back and sends it. See
+/// `crate::cluster`.
+pub(crate) trait EventLog: Send + Sync {
+    /// Appends `publication`; returns its event id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ClusterDown`] if the log cannot be reached: nothing was appended.
+    fn append(&self, publication: Publication) -> Result<u64, Error>;
 }
 
 impl Publisher {
-    /// A publisher whose first event gets id `first_id` (see [`first_id_now`]).
+    /// A publisher to this server's hub, whose first event gets id `first_id`
+    /// (see [`first_id_now`]).
     pub(crate) fn new(frames_tx: Sender<Broadcast>, first_id: u64) -> Publisher {
         Publisher {
-            frames_tx,
-            next_id: Arc::new(Mutex::new(first_id)),
+            route: Route::Hub {
+                frames_tx,
+                next_id: Arc::new(Mutex::new(first_id)),
+            },
+        }
+    }
+
+    /// A publisher to a cluster's shared log.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn to_log(log: Arc<dyn EventLog>) -> Publisher {
+        Publisher {
+            route: Route::Log(log),
         }
     }
 
@@ -79,17 +104,19 @@ impl Publisher {
     /// JSON string. This is what `POST /publish` does.
     ///
     /// Blocks only if the hub is a thousand messages behind, which slows a runaway
-    /// publisher to the hub's pace.
+    /// publisher to the hub's pace (in a cluster, for a round trip to Redis).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidTopic`] for a topic name outside the rules (see
-    /// `docs/PROTOCOL.md`); [`Error::Stopped`] once the server has shut down.
+    /// `docs/PROTOCOL.md`); [`Error::Stopped`] once the server has shut down;
+    /// [`Error::ClusterDown`] in a cluster whose Redis cannot be reached.
     pub fn publish(&self, topic: Option<&str>, body: &str) -> Result<u64, Error> {
         let topic = topic
             .map(|name| Topic::new(name).map_err(Error::InvalidTopic))
             .transpose()?;
-        self.publish_event(topic, None, |id, topic| message_text(id, topic, body))
+        let data = message_data(body);
+        self.publish_event(Publication::Message { topic, data })
     }
 
     /// Sends `text` as one text frame to every connected client, as it is: no
@@ -98,9 +125,10 @@ impl Publisher {
     ///
     /// # Errors
     ///
-    /// [`Error::Stopped`] once the server has shut down.
+    /// As [`Publisher::publish`], but for the topic.
     pub fn publish_text(&self, text: impl Into<String>) -> Result<(), Error> {
-        self.send(Broadcast::new(None, text.into()))
+        self.publish_event(Publication::Raw { text: text.into() })
+            .map(drop)
     }
 
     /// Sends `{"type":"line","id":…,"text":…}` to every client: one line of a log
@@ -109,9 +137,11 @@ impl Publisher {
     ///
     /// # Errors
     ///
-    /// [`Error::Stopped`] once the server has shut down.
+    /// As [`Publisher::publish`], but for the topic.
     pub fn publish_line(&self, line: &str) -> Result<u64, Error> {
-        self.publish_event(None, Some("line"), |id, _| message::line(id, line))
+        self.publish_event(Publication::Line {
+            text: line.to_string(),
+        })
     }
 
     /// Sends `text` as one text frame to client `id` alone (an SSE client gets it
@@ -124,38 +154,46 @@ impl Publisher {
     ///
     /// # Errors
     ///
-    /// [`Error::Stopped`] once the server has shut down.
+    /// As [`Publisher::publish`], but for the topic.
     pub fn send_to(&self, id: ClientId, text: impl Into<String>) -> Result<(), Error> {
-        self.send(Broadcast::to(id, text.into()))
+        self.publish_event(Publication::To {
+            client: id,
+            text: text.into(),
+        })
+        .map(drop)
     }
 
-    /// Gives the next id to the event `encode` writes, and sends it to the hub
-    /// before any later id.
-    fn publish_event(
-        &self,
-        topic: Option<Topic>,
-        event: Option<&'static str>,
-        encode: impl FnOnce(u64, Option<&Topic>) -> String,
-    ) -> Result<u64, Error> {
-        let mut next_id = self.ids();
-        let id = *next_id;
-        let text = encode(id, topic.as_ref());
-        let broadcast = Broadcast {
-            id: Some(id),
-            topic,
-            ..Broadcast::new(event, text)
-        };
-        self.send(broadcast)?;
-        *next_id += 1;
-        Ok(id)
+    /// Hands `publication` on, with the next id on this server, or the log's.
+    /// Returns the id (meaningless for publications without one).
+    pub(crate) fn publish_event(&self, publication: Publication) -> Result<u64, Error> {
+        match &self.route {
+            Route::Hub { frames_tx, next_id } => {
+                let mut next_id = next_id.lock().unwrap_or_else(|p| p.into_inner());
+                let id = *next_id;
+                let counts = publication.has_id();
+                let broadcast = publication.into_broadcast(id);
+                frames_tx.send(broadcast).map_err(|_| Error::Stopped)?;
+                if counts {
+                    *next_id += 1;
+                }
+                Ok(id)
+            }
+            Route::Log(log) => log.append(publication),
+        }
     }
+}
 
-    fn send(&self, broadcast: Broadcast) -> Result<(), Error> {
-        self.frames_tx.send(broadcast).map_err(|_| Error::Stopped)
+/// The `data` clients get for a published `body`: the JSON value it is, or else
+/// the text as a JSON string.
+pub(crate) fn message_data(body: &str) -> String {
+    if is_json(body) {
+        body.trim().to_string()
+    } else {
+        message::json_string(body)
     }
+}
 
-    fn ids(&self) -> MutexGuard<'_, u64> {
-        // A counter stays a valid counter even if a holder panicked.
-        self.next_id.lock().unwrap_or_else(|p| p.into_inner())
-    }
+/// The text clients get for a published `body`, as event `id`.
+pub(crate) fn message_text(id: u64, topic: Option<&Topic>, body: &str) -> String {
+    message::message(id, topic.map(Topic::as_str), &message_data(body))
 }

@@ -157,6 +157,7 @@ impl Server {
                 newest: first_id - 1,
             },
             client_events_tx,
+            None,
             metrics.clone(),
         );
         server.spawn("hub", move || hub.run(events_rx, frames_rx))?;

@@ -88,6 +88,7 @@ pub(super) fn publish(
             Published::Accepted(id)
         }
         Err(Error::InvalidTopic(why)) => Published::Refused(Refusal::new(400, why)),
+        Err(e @ Error::ClusterDown) => Published::Refused(Refusal::new(503, e.to_string())),
         Err(_) => Published::Refused(Refusal::new(503, "tickcast is shutting down")),
     }
 }

@@ -8,7 +8,7 @@ use crossbeam_channel::Sender;
 
 use super::sink::Sink;
 use crate::wire::frame;
-use crate::wire::message::{ClientId, LeaveReason};
+use crate::wire::message::{self, ClientId, LeaveReason};
 use crate::wire::subscription::{Subscription, Topic};
 
 /// A client asking to join: everything the hub needs to add it.
@@ -70,6 +70,15 @@ pub(crate) struct Broadcast {
     pub(crate) id: Option<u64>,
     /// The topic whose subscribers get it; `None` for every client.
     pub(crate) topic: Option<Topic>,
+    /// Clients it is not for: the newest client a `join` notice announces, which
+    /// knows from its welcome.
+    pub(crate) not_to: Vec<ClientId>,
+    /// Kept in the history without being sent: events a cluster node finds in
+    /// the stream when it joins, which its clients may resume from.
+    pub(crate) history_only: bool,
+    /// Events up to this id were missed (a cluster node was cut off from Redis
+    /// for longer than the stream kept them): the history cannot replay them.
+    pub(crate) missed_up_to: Option<u64>,
 }
 
 impl Broadcast {
@@ -83,6 +92,9 @@ impl Broadcast {
             to: None,
             id: None,
             topic: None,
+            not_to: Vec::new(),
+            history_only: false,
+            missed_up_to: None,
         }
     }
 
@@ -93,6 +105,99 @@ impl Broadcast {
             ..Broadcast::new(None, text)
         }
     }
+}
+
+/// Something published, before it has its event id: what a [`crate::Publisher`]
+/// hands to the hub (through the frames channel on one node, or through Redis
+/// in a cluster, where every node turns it into the same [`Broadcast`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Publication {
+    /// `{"type":"message",…}`; `data` is already JSON (a value or a string).
+    Message {
+        /// Its topic, or `None` for everyone.
+        topic: Option<Topic>,
+        /// The `data` field, as JSON.
+        data: String,
+    },
+    /// `{"type":"line",…}`: a line of `--stdin`, or `Publisher::publish_line`.
+    Line {
+        /// The line.
+        text: String,
+    },
+    /// Text sent as it is, with no id (`Publisher::publish_text`).
+    Raw {
+        /// The frame's text.
+        text: String,
+    },
+    /// Text for one client (`Publisher::send_to`).
+    To {
+        /// The client.
+        client: ClientId,
+        /// The frame's text.
+        text: String,
+    },
+    /// A `join` notice, for every client but the newest one it names.
+    Join {
+        /// Who joined.
+        ids: Vec<ClientId>,
+        /// How many clients there are now.
+        clients: u64,
+    },
+    /// A `leave` notice, for everyone still connected.
+    Leave {
+        /// Who left.
+        ids: Vec<ClientId>,
+        /// How many clients there are now.
+        clients: u64,
+        /// Why they left.
+        reason: LeaveReason,
+    },
+}
+
+impl Publication {
+    /// Whether it gets an event id that clients see and may resume from.
+    pub(crate) fn has_id(&self) -> bool {
+        matches!(self, Publication::Message { .. } | Publication::Line { .. })
+    }
+
+    /// The broadcast the hub sends for it, as event `id` (ignored for those
+    /// without [`Publication::has_id`]).
+    pub(crate) fn into_broadcast(self, id: u64) -> Broadcast {
+        match self {
+            Publication::Message { topic, data } => {
+                let text = message::message(id, topic.as_ref().map(Topic::as_str), &data);
+                Broadcast {
+                    id: Some(id),
+                    topic,
+                    ..Broadcast::new(None, text)
+                }
+            }
+            Publication::Line { text } => Broadcast {
+                id: Some(id),
+                ..Broadcast::new(Some("line"), message::line(id, &text))
+            },
+            Publication::Raw { text } => Broadcast::new(None, text),
+            Publication::To { client, text } => Broadcast::to(client, text),
+            // The newest joiner learned the count from its welcome; everyone who
+            // joined before it, in the same window too, hears the notice.
+            Publication::Join { ids, clients } => Broadcast {
+                not_to: ids.last().copied().into_iter().collect(),
+                ..Broadcast::new(Some("join"), message::join(&ids, clients_usize(clients)))
+            },
+            Publication::Leave {
+                ids,
+                clients,
+                reason,
+            } => Broadcast::new(
+                Some("leave"),
+                message::leave(&ids, clients_usize(clients), reason),
+            ),
+        }
+    }
+}
+
+fn clients_usize(clients: u64) -> usize {
+    usize::try_from(clients).unwrap_or(usize::MAX)
 }
 
 /// How many broadcasts may wait for the hub before publishers block.

@@ -84,11 +84,16 @@ impl History {
     pub(super) fn keep(&mut self, batch: Vec<Broadcast>) -> u64 {
         let mut published = 0;
         for broadcast in batch {
+            if let Some(up_to) = broadcast.missed_up_to {
+                self.forget_up_to(up_to);
+            }
             let Some(id) = broadcast.id.filter(|_| broadcast.to.is_none()) else {
                 continue;
             };
             self.newest = id;
-            published += 1;
+            if !broadcast.history_only {
+                published += 1;
+            }
             self.bytes += broadcast.text.len();
             self.events.push_back(Kept {
                 id,
@@ -105,6 +110,17 @@ impl History {
             }
         }
         published
+    }
+
+    /// Events up to `id` were missed: no client may resume from before it.
+    fn forget_up_to(&mut self, id: u64) {
+        self.floor = self.floor.max(id);
+        self.newest = self.newest.max(id);
+        while self.events.front().is_some_and(|e| e.id <= self.floor) {
+            if let Some(gone) = self.events.pop_front() {
+                self.bytes -= gone.text.len();
+            }
+        }
     }
 
     /// What a client that last saw event `since`, and subscribes to `topics`, has
@@ -210,6 +226,26 @@ mod tests {
             panic!("event 105 is gone, yet resuming after 104 replayed")
         };
         assert!(why.contains("oldest kept is 230"), "{why}");
+    }
+
+    /// A cluster node that lost Redis for too long missed events up to some id:
+    /// a client that saw less must be told, one that saw more is replayed.
+    #[test]
+    fn missed_events_raise_the_floor() {
+        let mut history = History::new(100, 1 << 20, 0);
+        history.keep((1..=3).map(|id| published(id, None, "x")).collect());
+        let gap = Broadcast {
+            missed_up_to: Some(50),
+            ..Broadcast::new(Some("reset"), "reset".into())
+        };
+        history.keep(vec![gap, published(51, None, "y")]);
+        assert!(matches!(history.after(3, &[]), Resume::Missed(_)));
+        assert_eq!(replayed(&history, 50, &[]), [51]);
+        assert_eq!(
+            history.events.len(),
+            1,
+            "the events before the gap are dropped"
+        );
     }
 
     #[test]

@@ -54,10 +54,13 @@ use crate::metrics::{JoinFailure, Metrics, ResumeOutcome};
 use crate::wire::message::{self, ClientId, LeaveReason};
 use crate::wire::subscription::Topic;
 use crate::wire::{frame, sse};
-pub(crate) use event::{Broadcast, HubEvent, Joining, FRAME_QUEUE};
+pub(crate) use event::{Broadcast, HubEvent, Joining, Publication, FRAME_QUEUE};
 use fan_out::{fan_out, FanOut};
 use heartbeat::{clock_ms, Heartbeat};
 use history::{History, Resume};
+pub(crate) use link::ClusterLink;
+#[cfg(feature = "redis")]
+pub(crate) use link::ClusterState;
 use presence::Presence;
 use sink::{deliver_all, Encoded, Message, Sink};
 
@@ -65,6 +68,7 @@ mod event;
 mod fan_out;
 pub(crate) mod heartbeat;
 mod history;
+mod link;
 mod presence;
 pub(crate) mod sink;
 #[cfg(test)]
@@ -104,7 +108,8 @@ pub(crate) struct Hub {
     /// Connected clients by id. A `BTreeMap` keeps them in join order, which makes
     /// "everyone who joined before the newest client" a range.
     clients: BTreeMap<ClientId, Client>,
-    /// The id the next client gets: ids are never reused while the server runs.
+    /// The id the next client gets: ids are never reused while the server runs
+    /// (nor, in a cluster, by another node: see `Hub::new`).
     next_id: ClientId,
     /// How many of `clients` are SSE clients: with none, no SSE encoding is done.
     sse_clients: usize,
@@ -121,6 +126,8 @@ pub(crate) struct Hub {
     metrics: Arc<Metrics>,
     /// Joins and leaves, to the embedding program, if it asked for them.
     client_events: Option<ClientEventsTx>,
+    /// The cluster this node is part of, if any.
+    link: Option<ClusterLink>,
     /// How many threads share a large broadcast: the number of cores, at most 4.
     fan_out_threads: usize,
 }
@@ -131,13 +138,21 @@ impl Hub {
         heartbeat: Option<Duration>,
         history: HistoryLimits,
         client_events: Option<ClientEventsTx>,
+        cluster: Option<(ClusterLink, ClientId)>,
         metrics: Arc<Metrics>,
     ) -> Hub {
+        // In a cluster, client ids start where the cluster module says (each node
+        // has a range of its own); on one node, at 1.
+        let (link, first_client_id) = match cluster {
+            Some((link, first)) => (Some(link), first),
+            None => (None, 1),
+        };
         Hub {
+            link,
             history: History::new(history.events, history.bytes, history.newest),
             client_events,
             clients: BTreeMap::new(),
-            next_id: 1,
+            next_id: first_client_id,
             sse_clients: 0,
             subscribers: HashMap::new(),
             presence: Presence::new(presence_window),
@@ -250,9 +265,10 @@ impl Hub {
         // it is in `clients`, and only this thread puts it there. So the replay and
         // the live stream meet with no gap and no duplicate.
         let last_id = self.history.newest();
+        let clients = self.clients.len() as u64 + 1 + self.clients_elsewhere();
         let text = message::welcome(
             id,
-            self.clients.len() + 1,
+            usize::try_from(clients).unwrap_or(usize::MAX),
             last_id,
             time::OffsetDateTime::now_utc(),
         );
@@ -400,16 +416,32 @@ impl Hub {
     }
 
     /// Writes a batch from the frames channel, in order: a message for one client
-    /// to that client alone, and each run of broadcasts between such messages
-    /// with one write per client.
+    /// to that client alone, a join notice to everyone but its newest joiner, and
+    /// each run of broadcasts between such messages with one write per client.
     fn deliver(&mut self, batch: &[Broadcast]) {
-        for run in batch.chunk_by(|a, b| a.to.is_none() && b.to.is_none()) {
+        let plain = |b: &Broadcast| b.to.is_none() && b.not_to.is_empty() && !b.history_only;
+        for run in batch.chunk_by(|a, b| plain(a) && plain(b)) {
             match run {
+                // Only for the history (see `Broadcast::history_only`).
+                [one] if one.history_only => {}
                 [one] if one.to.is_some() => self.send_one(one),
+                [one] if !one.not_to.is_empty() => self.send_except(one),
                 _ if run.iter().all(|b| b.topic.is_none()) => self.broadcast(run),
                 _ => self.broadcast_by_topic(run),
             }
         }
+    }
+
+    /// Writes a broadcast to every client but those it names.
+    fn send_except(&mut self, broadcast: &Broadcast) {
+        let sse = (self.sse_clients > 0)
+            .then(|| Hub::sse_event(broadcast.id, broadcast.event, &broadcast.text));
+        let message = Encoded {
+            frame: &broadcast.frame,
+            sse,
+            messages: 1,
+        };
+        self.send_to(&message, |id| !broadcast.not_to.contains(&id));
     }
 
     /// Writes a message for one client (`Publisher::send_to`), if it is still here.
@@ -589,24 +621,44 @@ impl Hub {
         }
     }
 
-    /// Sends the gathered join and leave notices.
+    /// Sends the gathered join and leave notices: to this node's clients or, in a
+    /// cluster whose Redis can be reached, to the cluster, which announces them on
+    /// every node (see `link`). The count is the cluster's.
     fn send_presence(&mut self) {
-        let notices = self.presence.take_notices(self.clients.len());
-        if let Some((text, newest)) = notices.join {
-            // No id: the newest joiner does not get this notice, and an id it never
-            // saw would look to it like a missed event.
-            let sse = (self.sse_clients > 0)
-                .then(|| sse::chunk(&sse::sse_event(None, Some("join"), &text)));
-            let message = Encoded {
-                frame: &frame::text_frame(text),
-                sse,
-                messages: 1,
-            };
-            self.send_to(&message, |id| id < newest);
+        let notices = self.presence.take_notices();
+        let clients = self.clients.len() as u64 + self.clients_elsewhere();
+        let mut publications = Vec::new();
+        if !notices.joined.is_empty() {
+            let ids = notices.joined;
+            publications.push(Publication::Join { ids, clients });
         }
-        for text in notices.leaves {
-            self.broadcast(&[Broadcast::new(Some("leave"), text)]);
+        for (reason, ids) in notices.left {
+            publications.push(Publication::Leave {
+                ids,
+                clients,
+                reason,
+            });
         }
+        for publication in publications {
+            match &self.link {
+                Some(link) if link.state.is_up() => {
+                    if link.presence_tx.send(publication).is_err() {
+                        log::warn!(
+                            "the cluster's presence thread has stopped; a notice was dropped"
+                        );
+                    }
+                }
+                // Notices have no event id.
+                _ => self.deliver(&[publication.into_broadcast(0)]),
+            }
+        }
+    }
+
+    /// How many clients the other nodes of the cluster have (0 on one node).
+    fn clients_elsewhere(&self) -> u64 {
+        self.link
+            .as_ref()
+            .map_or(0, |link| link.state.clients_elsewhere())
     }
 
     /// Shutdown: close 1001 to every WebSocket client, and the end of every SSE

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::wire::message::{self, ClientId, LeaveReason};
+use crate::wire::message::{ClientId, LeaveReason};
 
 /// Joins and leaves seen since the last notices.
 pub(super) struct Presence {
@@ -23,13 +23,13 @@ pub(super) struct Presence {
     due: Option<Instant>,
 }
 
-/// The notices for one window, ready to send.
+/// The notices for one window.
 pub(super) struct Notices {
-    /// The `join` notice and the newest joiner: everyone who joined before it hears
-    /// the notice; it learned the count from its welcome.
-    pub(super) join: Option<(String, ClientId)>,
-    /// One `leave` notice per reason, for everyone still connected.
-    pub(super) leaves: Vec<String>,
+    /// Who joined, oldest first.
+    pub(super) joined: Vec<ClientId>,
+    /// Who left, by reason (at most one entry per reason, in `LeaveReason::ALL`
+    /// order).
+    pub(super) left: Vec<(LeaveReason, Vec<ClientId>)>,
 }
 
 impl Presence {
@@ -63,17 +63,12 @@ impl Presence {
         }
     }
 
-    /// Takes what was gathered as notices, with `clients` as the count after the
-    /// changes. A client that joined earlier in the same window finds its own id in
-    /// the join notice too.
-    pub(super) fn take_notices(&mut self, clients: usize) -> Notices {
+    /// Takes what was gathered, by kind.
+    pub(super) fn take_notices(&mut self) -> Notices {
         self.due = None;
         let joined = std::mem::take(&mut self.joined);
         let left = std::mem::take(&mut self.left);
-        let join = joined
-            .last()
-            .map(|&newest| (message::join(&joined, clients), newest));
-        let leaves = LeaveReason::ALL
+        let left = LeaveReason::ALL
             .iter()
             .filter_map(|&reason| {
                 let ids: Vec<ClientId> = left
@@ -81,9 +76,9 @@ impl Presence {
                     .filter(|(_, r)| *r == reason)
                     .map(|(id, _)| *id)
                     .collect();
-                (!ids.is_empty()).then(|| message::leave(&ids, clients, reason))
+                (!ids.is_empty()).then_some((reason, ids))
             })
             .collect();
-        Notices { join, leaves }
+        Notices { joined, left }
     }
 }

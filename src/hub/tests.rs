@@ -212,6 +212,7 @@ impl Harness {
             None,
             history,
             None,
+            None,
             metrics.clone(),
         );
         let (hub_done_tx, hub_done_rx) = bounded::<()>(0);
