@@ -6,7 +6,11 @@
 #
 # 1. `cargo test --all-targets` (unit and integration tests, examples, benches),
 #    then `cargo test --doc` (--all-targets leaves the doctests out).
-# 2. `cargo build --release`, then tests/browser/e2e.mjs: it starts the release
+# 2. The cluster: `cargo test --features redis --lib --test cluster`, the unit
+#    tests with the `redis` feature and tests/cluster/, which start real
+#    `redis-server`s. Without redis-server they say so and pass, except with
+#    CI=true, where they fail (.ci/run installs Debian's redis-server).
+# 3. `cargo build --release --features redis`, then tests/browser/e2e.mjs: it starts the release
 #    binary on port 0, drives the page in headless Chromium through
 #    playwright-core, and stops the server again (by its PID) whatever happens.
 #
@@ -16,7 +20,7 @@
 # nginx-light and openssl (the TLS proxy check). Otherwise it stops and says how to
 # install them. Playwright never downloads a browser here.
 #
-# Environment: SKIP_BROWSER=1 skips step 2; CHROMIUM_PATH names another Chromium,
+# Environment: SKIP_BROWSER=1 skips step 3; CHROMIUM_PATH names another Chromium,
 # NGINX_PATH another nginx;
 # CARGO_TARGET_DIR is honoured when finding the release binary.
 #
@@ -33,14 +37,16 @@ step "cargo test --all-targets"
 cargo test --all-targets
 step "cargo test --doc"
 cargo test --doc
+step "cargo test --features redis --lib --test cluster"
+cargo test --features redis --lib --test cluster
 
 if [[ "${SKIP_BROWSER:-}" == 1 ]]; then
     step "browser test skipped (SKIP_BROWSER=1)"
     exit 0
 fi
 
-step "cargo build --release"
-cargo build --release
+step "cargo build --release --features redis"
+cargo build --release --features redis
 
 # Node.js and npm run the browser test; they are not ours to install.
 command -v node >/dev/null || die "node not found: install Node.js 20 or newer (e.g. apt-get install nodejs npm), or run with SKIP_BROWSER=1"

@@ -80,6 +80,9 @@ OPTIONS:
                                     (?since=, Last-Event-ID); 0 keeps none [default: 1000]
     --history-bytes BYTES           most bytes of text the history holds
                                     [default: half of --max-backlog]
+    --redis URL                     join the cluster of every node on this Redis, e.g.
+                                    redis://127.0.0.1:6379 (needs --features redis) [default: off]
+    --redis-key PREFIX              prefix of the cluster's Redis keys [default: tickcast]
     --flash-policy-addr ADDR        legacy Flash socket policy server, e.g. 0.0.0.0:843 [default: off]
     --flash-policy-allow DOMAIN:PORTS
                                     a policy rule, e.g. *.example.com:80,443; repeatable
@@ -235,6 +238,8 @@ where
                     flag_error(&flag, &v, "expected a count, e.g. 1000 (0 keeps none)")
                 })?;
             }
+            "--redis" => config.redis = Some(value()?),
+            "--redis-key" => config.redis_key = value()?,
             "--history-bytes" => {
                 let v = value()?;
                 config.history_bytes = Some(parse_size(&v).map_err(|e| flag_error(&flag, &v, &e))?);

@@ -201,6 +201,19 @@ pub struct Config {
     /// zero-fills) the whole buffer for every connection. Larger messages still
     /// arrive whole; they are just read in more steps.
     pub read_buffer_size: usize,
+
+    /// The Redis (or Valkey) of the cluster this node joins,
+    /// `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`, or `None` (the default) for a
+    /// single node. Every node that names the same Redis and
+    /// [`redis_key`](Config::redis_key) acts as one server (see `docs/CLUSTER.md`).
+    /// Needs the `redis` cargo feature.
+    pub redis: Option<String>,
+
+    /// The prefix of every Redis key the cluster uses (`<key>:events`, …), so that
+    /// several clusters can share one Redis.
+    ///
+    /// Default `tickcast`.
+    pub redis_key: String,
 }
 
 impl Config {
@@ -244,6 +257,8 @@ impl Default for Config {
             presence_window: Duration::from_millis(50),
             client_stack_size: 128 << 10,
             read_buffer_size: 1 << 10,
+            redis: None,
+            redis_key: "tickcast".to_string(),
         }
     }
 }
@@ -266,6 +281,9 @@ impl Config {
         let invalid = |msg: String| Err(Error::InvalidConfig(msg));
         if self.interval.is_some_and(|i| i < Duration::from_millis(1)) {
             return invalid("--interval must be at least 1ms".into());
+        }
+        if let Some(url) = &self.redis {
+            check_redis(url, &self.redis_key)?;
         }
         if self.max_clients == Some(0) {
             return invalid("--max-clients must be at least 1".into());
@@ -359,6 +377,30 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// Checks `--redis` and `--redis-key`.
+fn check_redis(url: &str, key: &str) -> Result<(), Error> {
+    if key.is_empty() || !key.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(Error::InvalidConfig(format!(
+            "--redis-key {key:?}: expected a non-empty prefix of printable ASCII without \
+             spaces, e.g. tickcast"
+        )));
+    }
+    #[cfg(feature = "redis")]
+    {
+        crate::cluster::RedisUrl::parse(url)
+            .map(drop)
+            .map_err(|e| Error::InvalidConfig(format!("--redis: {e}")))
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = url;
+        Err(Error::InvalidConfig(
+            "--redis needs a build with the cluster feature: cargo build --release --features redis"
+                .into(),
+        ))
     }
 }
 

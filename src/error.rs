@@ -101,8 +101,8 @@ impl fmt::Display for Error {
             ),
             Error::Stopped => f.write_str("the server has shut down; nothing was published"),
             Error::ClusterDown => f.write_str(
-                "this node cannot reach the cluster's Redis (see its log); nothing was \
-                 published: try again",
+                "this node cannot reach the cluster's Redis (see its log), so the event was \
+                 not published (or, if Redis failed as it answered, perhaps was): try again",
             ),
         }
     }

@@ -79,6 +79,8 @@
 
 pub mod cli;
 mod client_event;
+#[cfg(feature = "redis")]
+mod cluster;
 pub mod config;
 mod delivery;
 mod error;

@@ -10,6 +10,9 @@ use std::io::{self, BufRead, Read};
 
 use crate::{Error, Publisher};
 
+/// How long to wait before trying a line again while the cluster is down.
+const CLUSTER_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// What [`publish_lines`] read.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct LinesPublished {
@@ -28,16 +31,32 @@ pub struct LinesPublished {
 ///
 /// A read error from `reader`. Returns `Ok` at end of input, and also as soon as
 /// the server has stopped ([`Error::Stopped`] is not an error here).
+///
+/// In a cluster whose Redis cannot be reached ([`Error::ClusterDown`]), it waits
+/// and tries the same line again, so that nothing read is lost: the pipe fills,
+/// and the program writing into it waits too.
 pub fn publish_lines(
     reader: impl BufRead,
     publisher: &Publisher,
     max_line: usize,
 ) -> io::Result<LinesPublished> {
     read_lines(reader, max_line, |text| {
-        match publisher.publish_line(text) {
-            Ok(_) => Ok(true),
-            Err(Error::Stopped) => Ok(false),
-            Err(e) => Err(io::Error::other(e.to_string())),
+        let mut waiting = false;
+        loop {
+            match publisher.publish_line(text) {
+                Ok(_) => return Ok(true),
+                Err(Error::Stopped) => return Ok(false),
+                Err(Error::ClusterDown) => {
+                    if !waiting {
+                        log::warn!(
+                            "stdin: waiting for the cluster's Redis to publish the next line"
+                        );
+                        waiting = true;
+                    }
+                    std::thread::sleep(CLUSTER_RETRY);
+                }
+                Err(e) => return Err(io::Error::other(e.to_string())),
+            }
         }
     })
 }

@@ -51,6 +51,9 @@ pub struct Server {
     client_events: Option<ClientEvents>,
     /// Dropping this wakes the ticker, which then ends.
     stop_ticker_tx: Option<Sender<()>>,
+    /// The cluster's threads, with `--redis`; stopped before the hub.
+    #[cfg(feature = "redis")]
+    cluster: Option<crate::cluster::Cluster>,
     /// `hub` and `ticker`, in the order they are joined at shutdown.
     threads: Vec<(&'static str, JoinHandle<()>)>,
 }
@@ -114,7 +117,36 @@ impl Server {
             None => (None, None),
         };
         let (frames_tx, frames_rx) = bounded(FRAME_QUEUE);
-        let first_id = crate::publisher::first_id_now();
+        // In a cluster, ids come from Redis, and the history starts empty until
+        // the node has read the stream; on one node, from the clock.
+        #[cfg(feature = "redis")]
+        let node = match &config.redis {
+            Some(url) => Some(crate::cluster::Node::join(
+                url,
+                &config.redis_key,
+                config.history,
+                metrics.clone(),
+            )?),
+            None => None,
+        };
+        #[cfg(not(feature = "redis"))]
+        let node: Option<std::convert::Infallible> = None;
+        let first_id = match &node {
+            Some(_) => 1,
+            None => crate::publisher::first_id_now(),
+        };
+        #[cfg(feature = "redis")]
+        let (publisher, cluster_state, link) = match &node {
+            Some(node) => (
+                Publisher::to_log(node.log()),
+                Some(node.state()),
+                Some(node.link()),
+            ),
+            None => (Publisher::new(frames_tx.clone(), first_id), None, None),
+        };
+        #[cfg(not(feature = "redis"))]
+        let (publisher, cluster_state, link) =
+            (Publisher::new(frames_tx.clone(), first_id), None, None);
         let ws_config = tungstenite::protocol::WebSocketConfig::default()
             .read_buffer_size(config.read_buffer_size)
             // Write every frame into the outbox at once; the outbox does the buffering.
@@ -132,8 +164,9 @@ impl Server {
             events_tx,
             client_events_tx: client_events_tx.clone(),
             registry: Arc::new(Registry::new(metrics.clone())),
-            publisher: Publisher::new(frames_tx.clone(), first_id),
+            publisher,
             metrics: metrics.clone(),
+            cluster: cluster_state,
         });
 
         let mut server = Server {
@@ -145,6 +178,8 @@ impl Server {
             shared: shared.clone(),
             client_events,
             stop_ticker_tx: None,
+            #[cfg(feature = "redis")]
+            cluster: None,
             threads: Vec::new(),
         };
         // From here on an error drops `server`, which stops whatever did start.
@@ -157,10 +192,14 @@ impl Server {
                 newest: first_id - 1,
             },
             client_events_tx,
-            None,
+            link,
             metrics.clone(),
         );
         server.spawn("hub", move || hub.run(events_rx, frames_rx))?;
+        #[cfg(feature = "redis")]
+        if let Some(node) = node {
+            server.cluster = Some(node.start(frames_tx.clone(), shared.config.history)?);
+        }
         if let Some(interval) = shared.config.interval {
             let (stop_tx, stop_rx) = bounded(0);
             server.stop_ticker_tx = Some(stop_tx);
@@ -296,6 +335,12 @@ impl Server {
         // 2. Stop ticking.
         // tour: stop-2-ticker
         self.stop_ticker_tx = None;
+        // 2b. Leave the cluster: publishing stops, and the other nodes stop
+        // counting this one's clients.
+        #[cfg(feature = "redis")]
+        if let Some(mut cluster) = self.cluster.take() {
+            cluster.stop();
+        }
         // 3. The hub sends close 1001 to every client, then ends.
         // tour: stop-3-hub
         if self.shared.events_tx.send(HubEvent::Shutdown).is_err() {

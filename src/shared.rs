@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crossbeam_channel::Sender;
 
 use crate::client_event::ClientEventsTx;
-use crate::hub::HubEvent;
+use crate::hub::{ClusterState, HubEvent};
 use crate::metrics::Metrics;
 use crate::publisher::Publisher;
 use crate::registry::Registry;
@@ -45,4 +45,6 @@ pub(crate) struct Shared {
     pub(crate) publisher: Publisher,
     /// The counters every thread bumps.
     pub(crate) metrics: Arc<Metrics>,
+    /// What this node knows of its cluster, if it is part of one.
+    pub(crate) cluster: Option<Arc<ClusterState>>,
 }

@@ -158,6 +158,7 @@ fn serve_requests(
             ws_port: shared.ws_port,
             metrics: &shared.metrics,
             stopping: shared.stopping.is_raised(),
+            cluster: shared.cluster.as_deref(),
         };
         let answer = route(&site, &request.head.method, &request.head.target);
         // Nothing else reads a request body, so the connection cannot stay in step

@@ -16,7 +16,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::metrics::Metrics;
+use crate::hub::ClusterState;
+use crate::metrics::{ClusterGauges, Metrics};
 
 /// The page, compiled in: (URL path, contents).
 const EMBEDDED: &[(&str, &[u8])] = &[
@@ -47,6 +48,9 @@ pub(crate) struct Site<'a> {
     pub(crate) metrics: &'a Metrics,
     /// Shutdown has begun: `/healthz` answers 503, `/metrics` says `tickcast_up 0`.
     pub(crate) stopping: bool,
+    /// The cluster this node is part of, if any: while it cannot reach Redis,
+    /// `/healthz` answers 503 so that a load balancer sends clients elsewhere.
+    pub(crate) cluster: Option<&'a ClusterState>,
 }
 
 /// An answer before it is written; separate so it can be tested.
@@ -90,11 +94,23 @@ pub(crate) fn route(site: &Site<'_>, method: &str, url: &str) -> Answer {
             any_origin: true,
         },
         "/healthz" if site.stopping => Answer::text(503, "shutting down"),
+        "/healthz" if site.cluster.is_some_and(|c| !c.is_up()) => {
+            Answer::text(503, "not in the cluster: Redis cannot be reached")
+        }
         "/healthz" => Answer::text(200, "ok"),
         "/metrics" => Answer {
             status: 200,
             content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: site.metrics.render(!site.stopping).into_bytes(),
+            body: site
+                .metrics
+                .render(
+                    !site.stopping,
+                    site.cluster.map(|c| ClusterGauges {
+                        up: c.is_up(),
+                        clients_elsewhere: c.clients_elsewhere(),
+                    }),
+                )
+                .into_bytes(),
             any_origin: false,
         },
         _ => static_file(site, path),
@@ -200,6 +216,7 @@ mod tests {
             ws_port: 1,
             metrics: &metrics,
             stopping: false,
+            cluster: None,
         };
         let page = route(&site, "GET", "/?x=1");
         assert_eq!(page.status, 200);

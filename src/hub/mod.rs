@@ -58,9 +58,7 @@ pub(crate) use event::{Broadcast, HubEvent, Joining, Publication, FRAME_QUEUE};
 use fan_out::{fan_out, FanOut};
 use heartbeat::{clock_ms, Heartbeat};
 use history::{History, Resume};
-pub(crate) use link::ClusterLink;
-#[cfg(feature = "redis")]
-pub(crate) use link::ClusterState;
+pub(crate) use link::{ClusterLink, ClusterState};
 use presence::Presence;
 use sink::{deliver_all, Encoded, Message, Sink};
 

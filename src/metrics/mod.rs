@@ -111,6 +111,24 @@ pub(crate) struct Metrics {
     pub(crate) tick_seq: AtomicU64,
     /// Tick slots skipped because the ticker fell behind.
     pub(crate) ticks_skipped: AtomicU64,
+    /// Nodes in the cluster (this one included), as last counted.
+    pub(crate) cluster_nodes: AtomicU64,
+    /// Times the node connected to Redis again after losing it.
+    pub(crate) cluster_reconnects: AtomicU64,
+    /// Stream entries read and handed to the hub.
+    pub(crate) cluster_events_read: AtomicU64,
+    /// Stream entries skipped as not tickcast's.
+    pub(crate) cluster_entries_invalid: AtomicU64,
+    /// Appends that failed (publishes answered 503, notices announced locally).
+    pub(crate) cluster_appends_failed: AtomicU64,
+}
+
+/// What `/metrics` shows of a cluster, read from its state by the caller.
+pub(crate) struct ClusterGauges {
+    /// Whether the node reads the stream.
+    pub(crate) up: bool,
+    /// Clients on the other nodes.
+    pub(crate) clients_elsewhere: u64,
 }
 
 impl Metrics {
@@ -129,8 +147,8 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition format (version 0.0.4); `up` is whether the
-    /// server is serving (not shutting down).
-    pub(crate) fn render(&self, up: bool) -> String {
+    /// server is serving (not shutting down); `cluster` is given in a cluster.
+    pub(crate) fn render(&self, up: bool, cluster: Option<ClusterGauges>) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::with_capacity(2048);
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
@@ -314,6 +332,50 @@ impl Metrics {
             "Tick slots skipped because the ticker fell behind (a suspended machine, a hub that could not keep up).",
             &one(&self.ticks_skipped),
         );
+        if let Some(cluster) = cluster {
+            metric(
+                "cluster_up",
+                "gauge",
+                "1 while this node reads the cluster's stream in Redis, 0 while it cannot.",
+                &[(String::new(), u64::from(cluster.up))],
+            );
+            metric(
+                "cluster_nodes",
+                "gauge",
+                "Nodes in the cluster, this one included, as last counted.",
+                &one(&self.cluster_nodes),
+            );
+            metric(
+                "cluster_clients",
+                "gauge",
+                "Clients on every node of the cluster: this node's now, the others' as last reported.",
+                &[(String::new(), get(&self.clients) + cluster.clients_elsewhere)],
+            );
+            metric(
+                "cluster_reconnects_total",
+                "counter",
+                "Times this node connected to Redis again after losing it.",
+                &one(&self.cluster_reconnects),
+            );
+            metric(
+                "cluster_events_read_total",
+                "counter",
+                "Stream entries read and handed to the hub (events of every node, notices included).",
+                &one(&self.cluster_events_read),
+            );
+            metric(
+                "cluster_entries_invalid_total",
+                "counter",
+                "Stream entries skipped because they are not tickcast's.",
+                &one(&self.cluster_entries_invalid),
+            );
+            metric(
+                "cluster_appends_failed_total",
+                "counter",
+                "Appends to the stream that failed: publishes answered 503, notices announced locally.",
+                &one(&self.cluster_appends_failed),
+            );
+        }
         out
     }
 }
@@ -328,7 +390,7 @@ mod tests {
         m.left.add(LeaveReason::TooSlow);
         m.handshake_failed(404);
         m.tick_seq.store(42, Ordering::Relaxed);
-        let text = m.render(true);
+        let text = m.render(true, None);
         assert!(text.contains("tickcast_clients_left_total{reason=\"too_slow\"} 1\n"));
         assert!(text
             .contains("tickcast_handshake_failures_total{cause=\"not_found\",status=\"404\"} 1\n"));

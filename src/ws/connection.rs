@@ -386,6 +386,7 @@ mod tests {
             flash_policy: None,
             registry: Arc::new(Registry::new(metrics.clone())),
             metrics,
+            cluster: None,
         };
         (shared, events_rx)
     }

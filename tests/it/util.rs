@@ -124,6 +124,18 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
     )
 }
 
+/// A GET's status, or `None` if nothing answers at `addr` (a server not yet up).
+pub fn http_get_maybe(addr: SocketAddr, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).ok()?;
+    stream.set_read_timeout(Some(IO_TIMEOUT)).ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let head = String::from_utf8_lossy(&response);
+    head.split(' ').nth(1)?.parse().ok()
+}
+
 /// Sends `request` as-is and reads the whole response until the server closes.
 pub fn http_raw(addr: SocketAddr, request: &str) -> (u16, String, Vec<u8>) {
     let mut stream = tcp(addr);

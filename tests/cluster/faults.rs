@@ -1,0 +1,353 @@
+//! Faults: Redis missing at startup, Redis lost and back, one node cut off
+//! from Redis while the others go on, a node killed, and bad `--redis` values.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tickcast::{Error, Server};
+
+use crate::redis::{free_port, Partition, Redis};
+use crate::util::Client;
+use crate::{
+    healthz, metric, next_event, node_config, publish_http, publish_ok, start_node, unique_key,
+    wait_for, wait_healthy,
+};
+
+/// A node whose Redis is not there yet starts, serves its own clients, answers
+/// 503 to publishes and to `/healthz`, and joins the cluster when Redis comes.
+#[test]
+fn a_node_starts_without_redis_and_joins_when_it_comes() {
+    let port = free_port();
+    let mut config = node_config(&format!("redis://127.0.0.1:{port}"), &unique_key());
+    config.interval = Some(Duration::from_millis(100));
+    let node = Server::start(config).expect("starts without Redis");
+    assert_eq!(healthz(&node), 503);
+    assert_eq!(metric(&node, "tickcast_cluster_up"), 0);
+    let mut client = Client::connect(&node);
+    client.welcome();
+    client.next_of_type("tick");
+    assert_eq!(publish_http(&node, "", "x").0, 503);
+    assert!(matches!(
+        node.publisher().publish(None, "x"),
+        Err(Error::ClusterDown)
+    ));
+
+    let Some(_redis) = Redis::start_on(port, &[]) else {
+        return;
+    };
+    wait_healthy(&node);
+    let id = publish_ok(&node, "now");
+    loop {
+        let msg = client.next_json();
+        if msg["type"] == "message" {
+            assert_eq!(msg["id"].as_u64(), Some(id));
+            break;
+        }
+    }
+}
+
+/// Redis killed under two nodes: their clients keep connections and ticks,
+/// publishes fail loudly, joins are announced locally; Redis back (empty): both
+/// nodes rejoin by themselves and a publish reaches both again.
+#[test]
+fn redis_lost_and_back() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let key = unique_key();
+    let ticking = || {
+        let mut config = node_config(&redis.url(), &key);
+        config.interval = Some(Duration::from_millis(100));
+        config
+    };
+    let nodes = [start_node(ticking()), start_node(ticking())];
+    let mut clients: Vec<Client> = nodes.iter().map(Client::connect).collect();
+    for client in &mut clients {
+        client.welcome();
+    }
+    redis.kill();
+    for node in &nodes {
+        wait_for("/healthz to say 503", Duration::from_secs(5), || {
+            healthz(node) == 503
+        });
+        assert_eq!(metric(node, "tickcast_cluster_up"), 0);
+        assert_eq!(publish_http(node, "", "lost").0, 503);
+        assert!(matches!(
+            node.publisher().publish(None, "lost"),
+            Err(Error::ClusterDown)
+        ));
+    }
+    for client in &mut clients {
+        client.next_of_type("tick");
+        client.next_of_type("tick");
+    }
+    // A join during the outage is announced on its own node.
+    let mut newcomer = Client::connect(&nodes[0]);
+    let newcomer_id = newcomer.welcome()["id"].clone();
+    let join = clients[0].next_of_type("join");
+    assert_eq!(join["ids"], serde_json::json!([newcomer_id]));
+
+    redis.restart();
+    for node in &nodes {
+        wait_healthy(node);
+    }
+    let id = publish_ok(&nodes[0], "back");
+    for client in clients.iter_mut().chain([&mut newcomer]) {
+        let msg = client.next_of_type("message");
+        assert_eq!(msg["id"].as_u64(), Some(id));
+    }
+    for node in &nodes {
+        assert!(metric(node, "tickcast_cluster_reconnects_total") >= 1);
+        assert!(metric(node, "tickcast_cluster_appends_failed_total") >= 2);
+    }
+}
+
+/// Two nodes, one of them behind a relay the test cuts.
+struct Split {
+    _redis: Redis,
+    partition: Partition,
+    cut_off: Server,
+    other: Server,
+}
+
+fn split(history: usize) -> Option<Split> {
+    let redis = Redis::start()?;
+    let partition = Partition::new(redis.addr());
+    let key = unique_key();
+    let mut config = node_config(&partition.url(), &key);
+    config.history = history;
+    let cut_off = start_node(config);
+    let mut config = node_config(&redis.url(), &key);
+    config.history = history;
+    let other = start_node(config);
+    Some(Split {
+        _redis: redis,
+        partition,
+        cut_off,
+        other,
+    })
+}
+
+/// A node cut off from Redis while another goes on publishing: once back, it
+/// reads on from its last entry, and its clients get what was appended
+/// meanwhile, once, in order.
+#[test]
+fn a_node_cut_off_from_redis_catches_up_on_what_others_appended() {
+    let Some(split) = split(1000) else { return };
+    let mut client = Client::connect(&split.cut_off);
+    client.welcome();
+    let before = publish_ok(&split.other, "before");
+    assert_eq!(next_event(&mut client)["id"].as_u64(), Some(before));
+
+    split.partition.cut();
+    wait_for(
+        "the cut-off node to say 503",
+        Duration::from_secs(5),
+        || healthz(&split.cut_off) == 503,
+    );
+    let meanwhile: Vec<u64> = (0..20)
+        .map(|i| publish_ok(&split.other, &format!("m{i}")))
+        .collect();
+    split.partition.heal();
+    wait_healthy(&split.cut_off);
+    let got: Vec<u64> = (0..20)
+        .map(|_| next_event(&mut client)["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, meanwhile);
+    let live = publish_ok(&split.cut_off, "live");
+    assert_eq!(
+        next_event(&mut client)["id"].as_u64(),
+        Some(live),
+        "no duplicate before it"
+    );
+}
+
+/// Cut off while more was appended than the stream keeps: the node's clients
+/// are told exactly where the gap is (a `reset`), then get what follows it.
+#[test]
+fn a_node_cut_off_longer_than_the_stream_keeps_tells_its_clients() {
+    let Some(split) = split(10) else { return };
+    let mut client = Client::connect(&split.cut_off);
+    client.welcome();
+    let before = publish_ok(&split.other, "before");
+    assert_eq!(next_event(&mut client)["id"].as_u64(), Some(before));
+
+    split.partition.cut();
+    wait_for(
+        "the cut-off node to say 503",
+        Duration::from_secs(5),
+        || healthz(&split.cut_off) == 503,
+    );
+    // The stream keeps about 1000 entries (MAXLEN ~): 3000 overflow it.
+    let publisher = split.other.publisher();
+    let ids: Vec<u64> = (0..3000)
+        .map(|i| publisher.publish(None, &i.to_string()).unwrap())
+        .collect();
+    split.partition.heal();
+    wait_healthy(&split.cut_off);
+
+    let reset = next_event(&mut client);
+    assert_eq!(reset["type"], "reset", "{reset}");
+    assert_eq!(reset["since"].as_u64(), Some(before));
+    let resumed_after = reset["last_id"].as_u64().unwrap();
+    let first_kept = ids.iter().position(|&id| id > resumed_after).unwrap();
+    assert!(first_kept > 0, "some events were trimmed");
+    for &id in &ids[first_kept..] {
+        assert_eq!(next_event(&mut client)["id"].as_u64(), Some(id));
+    }
+    // A client resuming from before the gap is told too.
+    let mut late = Client::connect_path(&split.cut_off, &format!("/echo?since={before}"));
+    late.welcome();
+    assert_eq!(next_event(&mut late)["type"], "reset");
+}
+
+/// The `tickcast` binary of this build, as a child with its log piped.
+fn binary(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tickcast")
+}
+
+/// Kills a node with SIGKILL: no goodbye to Redis. Its clients are gone with
+/// it; the other nodes stop counting them within the documented 6 s, and go on.
+#[test]
+fn a_killed_node_stops_being_counted_and_the_others_go_on() {
+    let Some(redis) = Redis::start() else { return };
+    let key = unique_key();
+    let survivor = start_node(node_config(&redis.url(), &key));
+    let (ws_port, http_port) = (free_port(), free_port());
+    let mut doomed = binary(&[
+        "--ws-addr",
+        &format!("127.0.0.1:{ws_port}"),
+        "--http-addr",
+        &format!("127.0.0.1:{http_port}"),
+        "--interval",
+        "off",
+        "--redis",
+        &redis.url(),
+        "--redis-key",
+        &key,
+    ]);
+    let doomed_http = format!("127.0.0.1:{http_port}").parse().unwrap();
+    wait_for(
+        "the doomed node to be in the cluster",
+        Duration::from_secs(10),
+        || crate::util::http_get_maybe(doomed_http, "/healthz") == Some(200),
+    );
+    let ws_url = format!("ws://127.0.0.1:{ws_port}/echo");
+    let mut gone: Vec<_> = (0..3)
+        .map(|_| {
+            let stream = crate::util::tcp(format!("127.0.0.1:{ws_port}").parse().unwrap());
+            tungstenite::client::client(ws_url.as_str(), stream)
+                .unwrap()
+                .0
+        })
+        .collect();
+    for ws in &mut gone {
+        ws.read().unwrap(); // the welcome
+    }
+    let mut staying = Client::connect(&survivor);
+    staying.welcome();
+    wait_for(
+        "the survivor to count 4 clients",
+        Duration::from_secs(5),
+        || metric(&survivor, "tickcast_cluster_clients") == 4,
+    );
+    assert_eq!(metric(&survivor, "tickcast_cluster_nodes"), 2);
+
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    let killed = Instant::now();
+    wait_for(
+        "the survivor to stop counting them",
+        Duration::from_secs(10),
+        || metric(&survivor, "tickcast_cluster_clients") == 1,
+    );
+    let took = killed.elapsed();
+    assert!(
+        took <= Duration::from_secs(7),
+        "counted out after {took:?}; the bound is 6 s"
+    );
+    assert_eq!(metric(&survivor, "tickcast_cluster_nodes"), 1);
+    let id = publish_ok(&survivor, "on we go");
+    assert_eq!(next_event(&mut staying)["id"].as_u64(), Some(id));
+}
+
+/// Runs the binary with `args`, which must make it exit 2 at once with one
+/// line on stderr that contains `says`.
+fn refuses(args: &[&str], says: &str) {
+    let mut child = binary(args);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("tickcast {args:?} did not exit");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let last = stderr.lines().last().unwrap_or("");
+    assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(
+        last.starts_with("tickcast: ") && last.contains(says),
+        "{args:?}: {stderr}"
+    );
+}
+
+/// A bad URL, a wrong or missing password, or a peer that is not a Redis: a
+/// clear one-line error, exit status 2.
+#[test]
+fn bad_redis_values_get_a_clear_error() {
+    let ports = ["--ws-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"];
+    let with = |extra: &[&str]| -> Vec<String> {
+        ports.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    let run = |extra: &[&str], says: &str| {
+        let args = with(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refuses(&args, says);
+    };
+    run(&["--redis", "localhost:6379"], "is not a redis:// URL");
+    run(&["--redis", "redis://h:0"], "is not HOST or HOST:PORT");
+    run(
+        &["--redis", "redis://127.0.0.1", "--redis-key", ""],
+        "--redis-key",
+    );
+
+    let Some(redis) = Redis::start_with(&["--requirepass", "s3cret"]) else {
+        return;
+    };
+    let port = redis.addr().port();
+    run(
+        &["--redis", &format!("redis://127.0.0.1:{port}")],
+        "wants a password",
+    );
+    run(
+        &["--redis", &format!("redis://:wrong@127.0.0.1:{port}")],
+        "refused the password",
+    );
+
+    // Something that answers, but not in RESP.
+    let http = TcpListener::bind("127.0.0.1:0").unwrap();
+    let not_redis = http.local_addr().unwrap();
+    thread::spawn(move || {
+        for mut stream in http.incoming().flatten() {
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        }
+    });
+    run(
+        &["--redis", &format!("redis://{not_redis}")],
+        "does not answer like a Redis",
+    );
+}
