@@ -81,7 +81,8 @@ OPTIONS:
     --history-bytes BYTES           most bytes of text the history holds
                                     [default: half of --max-backlog]
     --redis URL                     join the cluster of every node on this Redis, e.g.
-                                    redis://127.0.0.1:6379 (needs --features redis) [default: off]
+                                    redis://127.0.0.1:6379, or redis://:PASSWORD@HOST (or set
+                                    TICKCAST_REDIS); needs --features redis [default: off]
     --redis-key PREFIX              prefix of the cluster's Redis keys [default: tickcast]
     --flash-policy-addr ADDR        legacy Flash socket policy server, e.g. 0.0.0.0:843 [default: off]
     --flash-policy-allow DOMAIN:PORTS

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = read_publish_token(&mut config, token_file) {
+    if let Err(e) = read_secrets(&mut config, token_file) {
         eprintln!("tickcast: {e}");
         return ExitCode::from(2);
     }
@@ -68,10 +68,11 @@ fn print(text: &str) -> ExitCode {
 
 /// The publish token from `--publish-token-file`, or else the
 /// `TICKCAST_PUBLISH_TOKEN` environment variable, unless `--publish-token` gave
-/// one: ways to keep the secret off the command line, where other users of the
-/// machine can read it. Read here, in the binary: the library reads neither files
+/// one, and the Redis URL from `TICKCAST_REDIS` unless `--redis` gave one: ways
+/// to keep secrets off the command line, where other users of the machine can
+/// read them. Read here, in the binary: the library reads neither files
 /// nor the environment of its own accord.
-fn read_publish_token(
+fn read_secrets(
     config: &mut tickcast::Config,
     file: Option<std::path::PathBuf>,
 ) -> Result<(), String> {
@@ -86,6 +87,13 @@ fn read_publish_token(
     } else if config.publish_token.is_none() {
         if let Ok(token) = std::env::var("TICKCAST_PUBLISH_TOKEN") {
             config.publish_token = Some(token);
+        }
+    }
+    // The cluster's Redis URL may hold a password: it may come from the
+    // environment too.
+    if config.redis.is_none() {
+        if let Ok(url) = std::env::var("TICKCAST_REDIS") {
+            config.redis = Some(url);
         }
     }
     Ok(())
