@@ -98,6 +98,7 @@ const CLIENT_ID_BITS: u32 = 33;
 /// KEYS: the stream, the newest id given. ARGV: the stream's MAXLEN, then the
 /// entry's fields and values. Returns the id. (`%d`, because Lua's numbers are
 /// doubles and print in exponent form past 14 digits; ids are below 2^53.)
+// tour: cluster-append
 const APPEND_SCRIPT: &str = "\
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
@@ -520,6 +521,7 @@ impl Reader {
         }
         loop {
             let cursor = self.cursor.clone().unwrap_or_else(|| "0-0".into());
+            // tour: cluster-xread
             let reply = match connection.blocking_command(
                 &[
                     b"XREAD",
@@ -622,6 +624,7 @@ impl Reader {
             }
         };
         self.cursor = Some(stream_id.clone());
+        // tour: cluster-gap
         if prev > self.last_id && !history_only {
             // Entries between the last one read and this one's predecessor were
             // trimmed while this node was cut off.

@@ -639,6 +639,7 @@ impl Hub {
         }
         for publication in publications {
             match &self.link {
+                // tour: hub-presence-link
                 Some(link) if link.state.is_up() => {
                     if link.presence_tx.send(publication).is_err() {
                         log::warn!(
