@@ -63,14 +63,22 @@ fn bad_flags_exit_2_naming_the_flag() {
 #[test]
 fn redis_without_the_feature_says_how_to_build_it() {
     let out = tickcast()
-        .args(["--redis", "redis://127.0.0.1:6379", "--ws-addr", "127.0.0.1:0"])
+        .args([
+            "--redis",
+            "redis://127.0.0.1:6379",
+            "--ws-addr",
+            "127.0.0.1:0",
+        ])
         .args(["--http-addr", "127.0.0.1:0"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("cargo build --release --features redis"), "{err}");
+    assert!(
+        err.contains("cargo build --release --features redis"),
+        "{err}"
+    );
 }
 
 /// The real binary on free ports, with its log lines on a channel.
