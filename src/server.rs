@@ -19,7 +19,7 @@ use crossbeam_channel::{bounded, unbounded, Sender};
 
 use crate::client_event::{self, ClientEvents};
 use crate::flash_policy::{self, FlashPolicyServer};
-use crate::hub::{HistoryLimits, Hub, HubEvent, FRAME_QUEUE};
+use crate::hub::{Broadcast, HistoryLimits, Hub, HubEvent, FRAME_QUEUE};
 use crate::limits::{self, Capacity, Machine};
 use crate::listener::{self, Acceptor, Port, REFUSAL_SLACK};
 use crate::metrics::Metrics;
@@ -51,6 +51,11 @@ pub struct Server {
     client_events: Option<ClientEvents>,
     /// Dropping this wakes the ticker, which then ends.
     stop_ticker_tx: Option<Sender<()>>,
+    /// Keeps the hub's frames channel open until the hub has ended. On one node
+    /// the publisher holds it too, but in a cluster publishers append to Redis,
+    /// and once the cluster's threads and the ticker are gone, the hub would see
+    /// the channel close and end before it is told to shut down.
+    _frames_tx: Sender<Broadcast>,
     /// The cluster's threads, with `--redis`; stopped before the hub.
     #[cfg(feature = "redis")]
     cluster: Option<crate::cluster::Cluster>,
@@ -178,6 +183,7 @@ impl Server {
             shared: shared.clone(),
             client_events,
             stop_ticker_tx: None,
+            _frames_tx: frames_tx.clone(),
             #[cfg(feature = "redis")]
             cluster: None,
             threads: Vec::new(),

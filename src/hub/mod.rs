@@ -213,7 +213,12 @@ impl Hub {
                         let published = self.history.keep(batch);
                         self.metrics.published.fetch_add(published, Ordering::Relaxed);
                     }
-                    Err(_) => break,
+                    // The server holds a sender until the hub has ended: this is a
+                    // bug, but the clients still get their close frame.
+                    Err(_) => {
+                        log::error!("hub: the frames channel closed before shutdown");
+                        break;
+                    }
                 },
                 default(wait) => {}
             }

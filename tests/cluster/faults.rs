@@ -280,6 +280,70 @@ fn a_killed_node_stops_being_counted_and_the_others_go_on() {
     assert_eq!(next_event(&mut staying)["id"].as_u64(), Some(id));
 }
 
+/// SIGTERM on a node: its clients get 1001, the other nodes stop counting it at
+/// once (not after the key expires), and it exits 0 with no error in its log.
+#[test]
+fn a_node_stopped_with_sigterm_leaves_the_cluster_cleanly() {
+    let Some(redis) = Redis::start() else { return };
+    let key = unique_key();
+    let survivor = start_node(node_config(&redis.url(), &key));
+    let (ws_port, http_port) = (free_port(), free_port());
+    let mut node = binary(&[
+        "--ws-addr",
+        &format!("127.0.0.1:{ws_port}"),
+        "--http-addr",
+        &format!("127.0.0.1:{http_port}"),
+        "--interval",
+        "off",
+        "--redis",
+        &redis.url(),
+        "--redis-key",
+        &key,
+    ]);
+    let http = format!("127.0.0.1:{http_port}").parse().unwrap();
+    wait_for(
+        "the node to be in the cluster",
+        Duration::from_secs(10),
+        || crate::util::http_get_maybe(http, "/healthz") == Some(200),
+    );
+    let stream = crate::util::tcp(format!("127.0.0.1:{ws_port}").parse().unwrap());
+    let url = format!("ws://127.0.0.1:{ws_port}/echo");
+    let (mut ws, _) = tungstenite::client::client(url.as_str(), stream).unwrap();
+    wait_for(
+        "the survivor to count the node's client",
+        Duration::from_secs(5),
+        || metric(&survivor, "tickcast_cluster_clients") == 1,
+    );
+    let term = Command::new("kill")
+        .args(["-TERM", &node.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let code = loop {
+        match ws.read().expect("a close frame") {
+            tungstenite::Message::Close(frame) => break frame.map(|f| u16::from(f.code)),
+            _ => continue,
+        }
+    };
+    assert_eq!(code, Some(1001));
+    while ws.read().is_ok() {}
+    let left = Instant::now();
+    let status = node.wait().unwrap();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut node.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(status.success(), "{status}: {log}");
+    assert!(!log.contains("ERROR"), "{log}");
+    wait_for(
+        "the survivor to stop counting it",
+        Duration::from_secs(3),
+        || metric(&survivor, "tickcast_cluster_nodes") == 1,
+    );
+    assert!(
+        left.elapsed() < Duration::from_secs(3),
+        "not the 5 s expiry"
+    );
+}
+
 /// Runs the binary with `args`, which must make it exit 2 at once with one
 /// line on stderr that contains `says`.
 fn refuses(args: &[&str], says: &str) {
