@@ -9,7 +9,9 @@
 //!   machine-wide `kernel.pid_max` and `kernel.threads-max` (shared with every
 //!   other process, so what is already running counts too), the user's
 //!   `ulimit -u` (`RLIMIT_NPROC`), and the cgroup's `pids.max` (a container's or a
-//!   systemd unit's `TasksMax=`).
+//!   systemd unit's `TasksMax=`). Each thread also takes two memory mappings
+//!   (its stack and the guard page below it), counted against
+//!   `vm.max_map_count` (65,530 by default: about 32,000 threads).
 //!
 //! [`Machine::read`] reads them from `/proc` and `/sys` once, at start, on the
 //! caller's thread. Elsewhere than Linux they are unknown, and the default falls
@@ -66,6 +68,12 @@ impl Machine {
                 thread_limits.push(left(max, running, "ulimit -u"));
             }
         }
+        let mappings = fs::read_to_string("/proc/self/maps")
+            .ok()
+            .map(|maps| maps.lines().count() as u64);
+        if let (Some(max), Some(mappings)) = (read_number("/proc/sys/vm/max_map_count"), mappings) {
+            thread_limits.push(per_thread_mappings(max, mappings));
+        }
         if let Some(dir) = fs::read_to_string("/proc/self/cgroup")
             .ok()
             .and_then(|text| pids_cgroup_dir(&text))
@@ -88,6 +96,19 @@ fn left(max: u64, used: u64, name: &str) -> (u64, String) {
     (
         max.saturating_sub(used),
         format!("{name} {} − {} in use", thousands(max), thousands(used)),
+    )
+}
+
+/// Threads that `vm.max_map_count` leaves room for, two mappings each, labelled
+/// for the log.
+fn per_thread_mappings(max: u64, used: u64) -> (u64, String) {
+    (
+        max.saturating_sub(used) / 2,
+        format!(
+            "vm.max_map_count {} − {} mappings in use, 2 per thread",
+            thousands(max),
+            thousands(used)
+        ),
     )
 }
 
@@ -288,6 +309,27 @@ Max open files            20000                524288               files
             threads: None,
         };
         assert_eq!(Capacity::of(&full, 512).max_clients, 1);
+    }
+
+    /// A box raised to 65,536 open files but with the default vm.max_map_count:
+    /// mappings, two per thread, are the limit (about 32,000 threads), which a
+    /// server that counted only files and tasks would promise past.
+    #[test]
+    fn memory_mappings_can_be_the_tighter_limit() {
+        let (threads, why) = per_thread_mappings(65_530, 530);
+        assert_eq!(threads, 32_500);
+        assert!(why.starts_with("vm.max_map_count 65,530"), "{why}");
+        let machine = Machine {
+            open_files: Some(65_536),
+            threads: Some((threads, why)),
+        };
+        let capacity = Capacity::of(&machine, 576);
+        assert_eq!(capacity.max_clients, 32_500 - 64 - 576);
+        assert!(
+            capacity.reason.contains("max_map_count"),
+            "{}",
+            capacity.reason
+        );
     }
 
     #[test]
