@@ -49,11 +49,15 @@ impl Refusal {
 pub(crate) fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        202 => "Accepted",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
@@ -281,6 +285,18 @@ pub(crate) fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every status the server answers has its reason phrase (a `202 Error`
+    /// status line once told publishers their event was refused).
+    #[test]
+    fn every_status_sent_has_its_reason_phrase() {
+        for status in [
+            200, 202, 400, 401, 403, 404, 405, 408, 411, 413, 426, 431, 503,
+        ] {
+            assert_ne!(reason_phrase(status), "Error", "{status}");
+        }
+        assert_eq!(reason_phrase(202), "Accepted");
+    }
     use std::time::Duration;
 
     #[test]
