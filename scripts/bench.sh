@@ -34,6 +34,18 @@
 #                              checked for every message of its topic (exits 1
 #                              on a loss). tickcast only: writes
 #                              target/bench/publish.md
+#   scripts/bench.sh cluster   tickcast as a cluster (built with --features redis):
+#                              3 nodes × 5000 subscribers on one Redis against
+#                              1 node × 15000 on Redis and 1 node × 15000 alone
+#                              (no Redis), publishing on node 1 at 20/s and
+#                              100/s for 10 s: delivery (every subscriber on
+#                              every node checked for every message; exits 1
+#                              on a loss, after writing the report), latency
+#                              through Redis per node, fan-out spread, the
+#                              nodes' CPU and Redis's CPU per publish. Starts
+#                              its own redis-server (on a free port, no
+#                              persistence, a temporary dir) for each run.
+#                              Writes target/bench/cluster.md; about 4 minutes
 #   scripts/bench.sh smoke     50 clients, 200 ms ticks, tickcast only; exits 1
 #                              on any loss: a client missing a tick made after
 #                              its 101, or a client lost or never accepted
@@ -52,6 +64,22 @@
 #                          commit's, for a before/after) instead of building one
 #   BENCH_PUBLISH_NS="1000 10000" BENCH_PUBLISH_TOPICS="1 100"
 #   BENCH_PUBLISHERS=8 BENCH_PUBLISH_SECS=10 BENCH_PUBLISH_SIZE=60 (body bytes)
+#   BENCH_CLUSTER_N=15000  subscribers in every setup of cluster; the nodes
+#                          share them round-robin [15000]. A CI-sized run:
+#                          BENCH_CLUSTER_N=60 BENCH_CLUSTER_SECS=2
+#                          BENCH_CLUSTER_RATES=50 scripts/bench.sh cluster
+#                          (about 20 s, exits 1 on any loss)
+#   BENCH_CLUSTER_NODES=3 BENCH_CLUSTER_SECS=10 BENCH_CLUSTER_PUBLISHERS=8
+#   BENCH_CLUSTER_RATES="20 100"   publishes per second, one run each per
+#                          setup; "max" in the list: as fast as answers come
+#                          (on Redis a publish waits for the append only, not
+#                          for the nodes: a node that falls more than the
+#                          stream's 1000 entries behind loses events, which
+#                          the check reports)
+#   BENCH_CLUSTER_LOCAL=0  skip the reference run of one node without Redis
+#   BENCH_CLUSTER_FAULT=other-key   harness self-test: the last node of the
+#                          cluster uses another --redis-key, so its subscribers
+#                          miss every publish and the run must fail, naming them
 #
 # Every run is bounded: loadgen connects a fixed number of clients to a server on
 # 127.0.0.1, runs fixed-length phases, closes its clients and exits; each server
@@ -59,18 +87,19 @@
 # 10 s). Each client costs one fd in loadgen and one in the server, so this
 # script raises the soft open-file limit to the hard limit and skips any N the
 # limit cannot hold. tickcast also needs one thread (one PID) per client: see
-# /proc/sys/kernel/pid_max.
+# /proc/sys/kernel/pid_max. In cluster mode pubbench holds every subscriber's
+# socket (15000) and so does the single node; each of 3 nodes holds a third.
 set -euo pipefail
 
 MODE="${1:-scale}"
 case "$MODE" in
-  scale | stress | smoke | publish) ;;
+  scale | stress | smoke | publish | cluster) ;;
   -h | --help)
     sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
     exit 0
     ;;
   *)
-    echo "bench.sh: unknown mode '$MODE' (expected scale, stress, publish or smoke)" >&2
+    echo "bench.sh: unknown mode '$MODE' (expected scale, stress, publish, cluster or smoke)" >&2
     exit 2
     ;;
 esac
@@ -94,23 +123,54 @@ log() { echo "bench.sh: $*" >&2; }
 SERVER_PID=""
 SERVER_URL=""
 
+# Every other process this script has started and not yet stopped (cluster
+# nodes, redis-server), by PID.
+STARTED_PIDS=()
+# Redis's temporary directory, removed at exit.
+REDIS_DIR=""
+
+# stop_pids PID...: SIGTERM to each, SIGKILL to any still running 10 s later;
+# then each is reaped and forgotten, so that a PID reused later is never hit.
+stop_pids() {
+  local pid alive
+  for pid in "$@"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for _ in $(seq 100); do
+    alive=0
+    for pid in "$@"; do
+      kill -0 "$pid" 2>/dev/null && alive=1
+    done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "$@"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      log "process $pid ignored SIGTERM for 10 s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+  done
+  local keep=() started
+  for started in "${STARTED_PIDS[@]}"; do
+    [[ " $* " == *" $started "* ]] || keep+=("$started")
+  done
+  STARTED_PIDS=("${keep[@]}")
+}
+
 stop_server() {
   [ -n "$SERVER_PID" ] || return 0
-  if kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 100); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$SERVER_PID" 2>/dev/null; then
-      log "server $SERVER_PID ignored SIGTERM for 10 s; killing it"
-      kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
-  fi
-  wait "$SERVER_PID" 2>/dev/null || true
+  stop_pids "$SERVER_PID"
   SERVER_PID=""
 }
-trap stop_server EXIT
+
+cleanup() {
+  stop_server
+  # Nodes first (each takes its count out of Redis as it leaves), then Redis.
+  [ "${#STARTED_PIDS[@]}" -eq 0 ] || stop_pids "${STARTED_PIDS[@]}"
+  [ -z "$REDIS_DIR" ] || rm -rf "$REDIS_DIR"
+}
+trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # start_server NAME INTERVAL LOGFILE: sets SERVER_PID and SERVER_URL.
@@ -140,6 +200,33 @@ start_server() {
     sleep 0.1
   done
   log "$name did not report its address; its log:"
+  cat "$logfile" >&2
+  exit 1
+}
+
+# start_tickcast LOGFILE ARGS...: a tickcast with its WebSocket and HTTP ports
+# on free ports, and ARGS; sets STARTED_PID, STARTED_WS (its ws:// URL) and
+# STARTED_HTTP (HOST:PORT) once it has logged both addresses. The caller stops
+# it (stop_pids, or stop_server once it is SERVER_PID); until then it is in
+# STARTED_PIDS, which the exit trap stops.
+start_tickcast() {
+  local logfile="$1"
+  shift
+  : >"$logfile"
+  "$TICKCAST" --ws-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --max-clients 16000 "$@" \
+    2>"$logfile" &
+  STARTED_PID=$!
+  STARTED_PIDS+=("$STARTED_PID")
+  STARTED_WS=""
+  STARTED_HTTP=""
+  for _ in $(seq 100); do
+    STARTED_WS="$(grep -o 'ws://[^ ]*' "$logfile" | head -n 1 || true)"
+    STARTED_HTTP="$(grep -o 'page: http://[^/]*' "$logfile" | head -n 1 | sed 's|page: http://||' || true)"
+    [ -n "$STARTED_WS" ] && [ -n "$STARTED_HTTP" ] && return 0
+    kill -0 "$STARTED_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  log "tickcast did not report its addresses; its log ($logfile):"
   cat "$logfile" >&2
   exit 1
 }
@@ -190,7 +277,9 @@ if [ -n "${BENCH_TICKCAST_BIN:-}" ]; then
   cp "$BENCH_TICKCAST_BIN" "$TICKCAST.tmp" && mv -f "$TICKCAST.tmp" "$TICKCAST"
   TICKCAST_VERSION="$BENCH_TICKCAST_BIN"
 else
-  cargo build --release --quiet --bin tickcast
+  FEATURES=()
+  [ "$MODE" = cluster ] && FEATURES=(--features redis)
+  cargo build --release --quiet --bin tickcast "${FEATURES[@]}"
   cp "$ROOT/target/release/tickcast" "$TICKCAST.tmp" && mv -f "$TICKCAST.tmp" "$TICKCAST"
   TICKCAST_VERSION="$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
 fi
@@ -199,6 +288,7 @@ CARGO_TARGET_DIR="$BENCH_TARGET" cargo build --release --quiet \
 SERVERS="${BENCH_SERVERS:-tickcast tokio node}"
 [ "$MODE" = smoke ] && SERVERS=tickcast
 [ "$MODE" = publish ] && SERVERS=tickcast
+[ "$MODE" = cluster ] && SERVERS=tickcast
 if [[ " $SERVERS " == *" node "* ]]; then
   command -v node >/dev/null || { log "node is not installed (needed for the ws peer)"; exit 1; }
   log "installing the Node peer's dependencies (npm ci)"
@@ -232,23 +322,9 @@ if [ "$MODE" = publish ]; then
   run_pub() {
     local tag="$1" interval="$2"
     shift 2
-    local logfile="$OUT/logs/$tag.server.log"
-    : >"$logfile"
-    "$TICKCAST" --ws-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --interval "$interval" \
-      --max-clients 16000 2>"$logfile" &
-    SERVER_PID=$!
-    local ws="" http=""
-    for _ in $(seq 100); do
-      ws="$(grep -o 'ws://[^ ]*' "$logfile" | head -n 1 || true)"
-      http="$(grep -o 'page: http://[^/]*' "$logfile" | head -n 1 | sed 's|page: http://||' || true)"
-      [ -n "$ws" ] && [ -n "$http" ] && break
-      sleep 0.1
-    done
-    if [ -z "$ws" ] || [ -z "$http" ]; then
-      log "$tag: tickcast did not report its addresses; its log:"
-      cat "$logfile" >&2
-      exit 1
-    fi
+    start_tickcast "$OUT/logs/$tag.server.log" --interval "$interval"
+    SERVER_PID="$STARTED_PID"
+    local ws="$STARTED_WS" http="$STARTED_HTTP"
     log "$tag: tickcast pid $SERVER_PID at $ws and http://$http"
     local rc=0
     "$PUBBENCH" --ws "$ws" --http "$http" --server tickcast --server-pid "$SERVER_PID" \
@@ -283,6 +359,178 @@ tickcast $TICKCAST_VERSION; command: scripts/bench.sh publish"
   if [ "${#FAILED_RUNS[@]}" -gt 0 ]; then
     log "FAILED: ${FAILED_RUNS[*]}: a subscriber missed a message or was lost; see the"
     log "pubbench FAILED lines in $OUT/logs/<run>.pubbench.log"
+    exit 1
+  fi
+  exit 0
+fi
+
+# ---- cluster: nodes on one Redis against one node ----
+
+if [ "$MODE" = cluster ]; then
+  command -v redis-server >/dev/null && command -v redis-cli >/dev/null || {
+    log "redis-server and redis-cli are needed (Debian: apt-get install redis-server)"
+    exit 1
+  }
+  CL_OUT="$OUT/cluster"
+  mkdir -p "$CL_OUT"
+  rm -f "$CL_OUT/"*.json
+  N="${BENCH_CLUSTER_N:-15000}"
+  NODES="${BENCH_CLUSTER_NODES:-3}"
+  SECS="${BENCH_CLUSTER_SECS:-10}"
+  RATES="${BENCH_CLUSTER_RATES:-20 100}"
+  PUBLISHERS="${BENCH_CLUSTER_PUBLISHERS:-8}"
+  # pubbench holds a socket per subscriber, and so does the single node; each
+  # subscriber is also a thread in its node.
+  if [ "$(fd_limit)" -le $((N + 200)) ]; then
+    log "N=$N needs more open files than the limit of $(ulimit -n) (ulimit -Hn)"
+    exit 1
+  fi
+  if [ "$(cat /proc/sys/kernel/pid_max)" -le $((N + 2000)) ]; then
+    log "N=$N needs a thread per subscriber in one node: raise kernel.pid_max"
+    exit 1
+  fi
+  FAILED_RUNS=()
+
+  # start_redis LOGFILE: a redis-server of our own on a free port, without
+  # persistence, in a temporary directory; sets REDIS_PID and REDIS_PORT.
+  # A port another process holds makes it exit, and the next port is tried;
+  # the PID Redis reports must be the one started here.
+  start_redis() {
+    local logfile="$1" port
+    [ -n "$REDIS_DIR" ] || REDIS_DIR="$(mktemp -d "${TMPDIR:-/tmp}/tickcast-bench-redis.XXXXXX")"
+    for _ in $(seq 10); do
+      port=$((20000 + RANDOM % 30000))
+      : >"$logfile"
+      redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$REDIS_DIR" --logfile "$logfile" --daemonize no &
+      REDIS_PID=$!
+      STARTED_PIDS+=("$REDIS_PID")
+      for _ in $(seq 50); do
+        if redis-cli -p "$port" info server 2>/dev/null | tr -d '\r' |
+          grep -qx "process_id:$REDIS_PID"; then
+          REDIS_PORT="$port"
+          return 0
+        fi
+        kill -0 "$REDIS_PID" 2>/dev/null || break
+        sleep 0.1
+      done
+      stop_pids "$REDIS_PID"
+    done
+    log "redis-server did not start in 10 tries; its last log:"
+    cat "$logfile" >&2
+    exit 1
+  }
+
+  # healthz HOST:PORT: the status /healthz answers (503 while a node is not in
+  # its cluster), or nothing; bash's /dev/tcp, so no curl is needed.
+  healthz() {
+    local fd status=""
+    exec {fd}<>"/dev/tcp/${1%:*}/${1##*:}" 2>/dev/null || return 0
+    printf 'GET /healthz HTTP/1.0\r\nHost: bench\r\n\r\n' >&"$fd"
+    read -r -t 2 _ status _ <&"$fd" || true
+    exec {fd}>&-
+    echo "$status"
+  }
+
+  # run_cluster TAG SETUP NODES RATE REDIS: a fresh Redis (REDIS=yes), NODES
+  # fresh tickcasts on it (or one alone, REDIS=no), one pubbench run of N
+  # subscribers spread over them, publishing on the first; then everything
+  # is stopped, nodes before Redis.
+  run_cluster() {
+    local tag="$1" setup="$2" nodes="$3" rate="$4" redis="$5"
+    local urls=() pids=() https=() redis_arg=() rate_arg=() rc=0 k key
+    if [ "$redis" = yes ]; then
+      start_redis "$OUT/logs/$tag.redis.log"
+      redis_arg=(--redis-pid "$REDIS_PID")
+      log "$tag: redis-server pid $REDIS_PID on port $REDIS_PORT"
+    fi
+    for k in $(seq "$nodes"); do
+      local node_args=(--interval off)
+      if [ "$redis" = yes ]; then
+        key=bench
+        if [ "${BENCH_CLUSTER_FAULT:-}" = other-key ] && [ "$nodes" -gt 1 ] && [ "$k" = "$nodes" ]; then
+          key=bench-other
+          log "$tag: BENCH_CLUSTER_FAULT=other-key: node $k reads another stream"
+        fi
+        node_args+=(--redis "redis://127.0.0.1:$REDIS_PORT" --redis-key "$key")
+      fi
+      start_tickcast "$OUT/logs/$tag.node$k.log" "${node_args[@]}"
+      urls+=("$STARTED_WS")
+      pids+=("$STARTED_PID")
+      https+=("$STARTED_HTTP")
+      log "$tag: node $k pid $STARTED_PID at $STARTED_WS and http://$STARTED_HTTP"
+    done
+    # Publishes answer 503 until a node has joined its cluster.
+    for k in $(seq "$nodes"); do
+      for _ in $(seq 100); do
+        [ "$(healthz "${https[k - 1]}")" = 200 ] && break
+        sleep 0.1
+      done
+      [ "$(healthz "${https[k - 1]}")" = 200 ] || log "$tag: node $k's /healthz is not 200 after 10 s"
+    done
+    [ "$rate" = max ] || rate_arg=(--rate "$rate")
+    "$PUBBENCH" --ws "$(IFS=,; echo "${urls[*]}")" --http "${https[0]}" --server tickcast \
+      --server-pid "$(IFS=,; echo "${pids[*]}")" "${redis_arg[@]}" --setup "$setup" \
+      --subscribers "$N" --topics 1 --publishers "$PUBLISHERS" "${rate_arg[@]}" \
+      --duration "${SECS}s" --size "${BENCH_PUBLISH_SIZE:-60}" --out "$CL_OUT/$tag.json" \
+      2> >(tee "$OUT/logs/$tag.pubbench.log" >&2) || rc=$?
+    for k in $(seq "$nodes"); do
+      if ! kill -0 "${pids[k - 1]}" 2>/dev/null; then
+        log "$tag: node $k died during the run; its log:"
+        tail -n 20 "$OUT/logs/$tag.node$k.log" >&2
+        rc=1
+      fi
+    done
+    stop_pids "${pids[@]}"
+    if [ "$redis" = yes ]; then
+      stop_pids "$REDIS_PID"
+    fi
+    local warnings
+    for k in $(seq "$nodes"); do
+      warnings="$(grep -ciE 'warn|error|panick' "$OUT/logs/$tag.node$k.log" || true)"
+      [ "$warnings" = 0 ] || log "$tag: $warnings warning/error lines in logs/$tag.node$k.log"
+    done
+    [ "$rc" = 0 ] || FAILED_RUNS+=("$tag")
+    sleep 2 # let the last sockets leave TIME_WAIT bookkeeping behind
+  }
+
+  if [ $((N % NODES)) = 0 ]; then
+    CLUSTER_SETUP="$NODES nodes × $((N / NODES)) clients, Redis"
+  else
+    CLUSTER_SETUP="$NODES nodes, $N clients round-robin, Redis"
+  fi
+  for rate in $RATES; do
+    run_cluster "cluster-$NODES-nodes-$rate" "$CLUSTER_SETUP" "$NODES" "$rate" yes
+    run_cluster "one-node-redis-$rate" "1 node × $N clients, Redis" 1 "$rate" yes
+    if [ "${BENCH_CLUSTER_LOCAL:-1}" != 0 ]; then
+      run_cluster "one-node-local-$rate" "1 node × $N clients, no Redis" 1 "$rate" no
+    fi
+  done
+
+  COMMAND="scripts/bench.sh cluster"
+  for var in BENCH_CLUSTER_FAULT BENCH_CLUSTER_LOCAL BENCH_CLUSTER_PUBLISHERS BENCH_PUBLISH_SIZE \
+    BENCH_CLUSTER_RATES BENCH_CLUSTER_SECS BENCH_CLUSTER_NODES BENCH_CLUSTER_N BENCH_TICKCAST_BIN; do
+    [ -z "${!var:-}" ] || COMMAND="$var=\"${!var}\" $COMMAND"
+  done
+  "$PUBBENCH" cluster-report "$CL_OUT" "$OUT/cluster.md"
+  {
+    echo
+    echo "Machine: $(nproc) cores ($(grep -m 1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), \
+$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r), \
+open-file limit $(ulimit -n), pid_max $(cat /proc/sys/kernel/pid_max); \
+$(redis-server --version | cut -d' ' -f1-3); tickcast $TICKCAST_VERSION (--features redis); \
+$PUBLISHERS publishers, ${BENCH_PUBLISH_SIZE:-60}-byte bodies, one topic, ticks off, ${SECS} s per run."
+    echo
+    echo "Command: \`$COMMAND\`"
+  } >>"$OUT/cluster.md"
+  cat "$OUT/cluster.md"
+  log "wrote $OUT/cluster.md; runs in $CL_OUT, logs in $OUT/logs"
+  if [ "${#FAILED_RUNS[@]}" -gt 0 ]; then
+    log "FAILED: ${FAILED_RUNS[*]}: a subscriber missed a message or was lost, a publish"
+    log "was refused, or a node died; the pubbench FAILED lines name them, in"
+    for run in "${FAILED_RUNS[@]}"; do
+      log "  $OUT/logs/$run.pubbench.log"
+    done
     exit 1
   fi
   exit 0

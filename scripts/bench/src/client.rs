@@ -36,7 +36,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -47,6 +47,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
+use crate::rx_timestamp::{enable_rx_timestamps, recv_with_timestamp};
 use crate::wallclock::{now_ns, parse_rfc3339_millis};
 
 /// Where the run is; set by the controller, read by every client.
@@ -626,65 +627,6 @@ impl XorShift {
         self.0 = x;
         x
     }
-}
-
-/// Asks the kernel to timestamp every segment this socket receives.
-fn enable_rx_timestamps(fd: RawFd) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: `fd` is an open socket owned by the caller's TcpStream; the option
-    // value points at a live c_int and its size is passed alongside.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// One non-blocking `recvmsg`: the bytes, and the `SCM_TIMESTAMPNS` control
-/// message if the kernel attached one.
-fn recv_with_timestamp(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<i64>)> {
-    // u64 array: correctly aligned for cmsghdr, room for a timespec and more.
-    let mut control = [0u64; 16];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: `msg` points at `iov` (which points into `buf`) and at `control`,
-    // all live for the call, with their true lengths.
-    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut ts = None;
-    // SAFETY: the CMSG_* macros walk the control buffer the kernel filled, within
-    // `msg.msg_controllen`; the timespec is read unaligned from the cmsg's data.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
-            {
-                let t: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                ts = Some(t.tv_sec as i64 * 1_000_000_000 + t.tv_nsec as i64);
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-    }
-    Ok((n as usize, ts))
 }
 
 #[cfg(test)]

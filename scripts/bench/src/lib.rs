@@ -8,10 +8,19 @@
 //! - `src/bin/peer_tokio.rs`: the tokio-tungstenite peer server.
 //! - `src/bin/report.rs`: turns a directory of run results into `results.csv`
 //!   and `results.md`.
+//! - `src/bin/pubbench.rs`: the publish benchmark (`POST /publish` to
+//!   subscribers, each checked for every message), against one node or, with
+//!   several `--ws` URLs, a cluster of nodes on one Redis (`scripts/bench.sh
+//!   publish` and `scripts/bench.sh cluster`).
 //! - [`client`]: one load-generator client: its own minimal RFC 6455 client
 //!   framing, so every read can carry the kernel's receive timestamp.
 //! - [`delivery_check`]: the per-client check of issue 9: every tick the server
 //!   made after a client's 101 must reach that client, once and in order.
+//! - [`pub_run`]: the JSON result of one pubbench run; [`pub_report`] turns
+//!   a directory of them into `publish.md` or `cluster.md`.
+//! - [`rx_timestamp`]: the kernel's receive timestamp of every read, for
+//!   loadgen's client and (through [`rx_timestamp::StampedStream`]) pubbench's
+//!   tokio-tungstenite subscribers.
 //! - [`procstat`]: RSS, peak RSS, threads, fds and CPU time of a process, from
 //!   `/proc`.
 //! - [`run`]: the JSON result of one run, shared by loadgen and report.
@@ -25,7 +34,10 @@
 pub mod client;
 pub mod delivery_check;
 pub mod procstat;
+pub mod pub_report;
+pub mod pub_run;
 pub mod run;
+pub mod rx_timestamp;
 pub mod stats;
 pub mod wallclock;
 

@@ -23,6 +23,26 @@ impl Summary {
             max: values[values.len() - 1],
         }
     }
+
+    /// Summarises a sample of whole microseconds (sorted in place), in
+    /// milliseconds: half the memory of `f64`s, for the tens of
+    /// millions of latencies of a publish run.
+    pub fn of_us(values: &mut [u32]) -> Summary {
+        if values.is_empty() {
+            return Summary::default();
+        }
+        values.sort_unstable();
+        let at = |p: f64| {
+            let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
+            f64::from(values[rank.clamp(1, values.len()) - 1]) / 1000.0
+        };
+        Summary {
+            count: values.len(),
+            p50: at(50.0),
+            p99: at(99.0),
+            max: f64::from(values[values.len() - 1]) / 1000.0,
+        }
+    }
 }
 
 /// Nearest-rank percentile of a sorted, non-empty slice.
@@ -42,5 +62,8 @@ mod tests {
         assert_eq!((s.p50, s.p99, s.max), (50.0, 99.0, 100.0));
         let mut one = vec![3.0];
         assert_eq!(Summary::of(&mut one).p99, 3.0);
+        let mut us: Vec<u32> = (1..=100).map(|ms| ms * 1000).collect();
+        let s = Summary::of_us(&mut us);
+        assert_eq!((s.count, s.p50, s.p99, s.max), (100, 50.0, 99.0, 100.0));
     }
 }

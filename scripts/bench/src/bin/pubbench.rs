@@ -1,43 +1,63 @@
 //! `pubbench`: the publish benchmark of issue 13, driven by `scripts/bench.sh
-//! publish`.
+//! publish`, and of a cluster of nodes on one Redis, driven by
+//! `scripts/bench.sh cluster`.
 //!
-//! One run against one server already started (by PID, by bench.sh):
+//! One run against servers already started (by PID, by bench.sh):
 //!
-//! 1. **subscribe**: N WebSocket clients connect to `/echo?topic=tK`, client `i`
-//!    on topic `i % topics`, and wait for their welcome;
+//! 1. **subscribe**: N WebSocket clients connect, client `i` to node `i % nodes`
+//!    of the `--ws` list (round-robin) on topic `tK`, `K = (i / nodes) %
+//!    topics`, and wait for their welcome; then the join notices are left to
+//!    die down (until none has arrived for 500 ms, at most 30 s);
 //! 2. **publish** (with `--publishers P` > 0): P publishers, each on its own
-//!    kept-alive HTTP connection, `POST /publish?topic=tK` as fast as the
-//!    answers come, for `--duration`, each cycling through the topics. A body is
-//!    `{"p":publisher,"s":seq,"t":sent_ns,"x":"…"}`, padded to `--size` bytes;
-//!    every subscriber notes when each message arrives. With `--rate R`, the
-//!    publishers together publish R per second, evenly spaced, instead: the
-//!    latency and the CPU per publish at a rate the server keeps up with (as
-//!    fast as possible, latency is mostly the wait in tickcast's full queue of
-//!    1,024 broadcasts, which is what slows publishers to the hub's pace);
-//! 3. **drain**: wait (at most 10 s) until every subscriber has every message
-//!    published to its topic, then check it client by client: each must have
+//!    kept-alive HTTP connection to `--http` (the first node), `POST
+//!    /publish?topic=tK` as fast as the answers come, for `--duration`, each
+//!    cycling through the topics. A body is `{"p":publisher,"s":seq,"t":sent_ns,
+//!    "x":"…"}`, padded to `--size` bytes; every subscriber notes when each
+//!    message arrives. With `--rate R`, the publishers together publish R per
+//!    second, evenly spaced, instead: the latency and the CPU per publish at a
+//!    rate the server keeps up with (as fast as possible, latency is mostly the
+//!    wait in tickcast's full queue of 1,024 broadcasts, which is what slows
+//!    publishers to the hub's pace);
+//! 3. **drain**: wait until every subscriber has every message published to
+//!    its topic (while any still arrive: until none has for 5 s, at most 60 s),
+//!    then check it client by client: each must have
 //!    received exactly the messages of its topic, each once, every publisher's
-//!    in the order it published them. A loss names the client and the message.
+//!    in the order it published them, all of them in the order of their ids
+//!    (the stream's order, the same on every node), each with the id its
+//!    publisher was answered (`{"id":N}`). A loss names the client, its node
+//!    and the message.
 //!
 //! With `--publishers 0` it is the tick run the publish run is compared with:
 //! the server ticks (bench.sh starts it with `--interval 10ms`), and the
 //! subscribers count ticks for `--duration`.
 //!
-//! The server's CPU time (from `/proc/PID/stat`) over the load phase gives the
-//! cost per message delivered and, with publishers, per publish. Latency is
-//! from the publisher's clock reading just before it writes the request to the
-//! subscriber's just after it reads the frame: one process, one clock.
+//! # What is measured
 //!
-//! `pubbench report DIR OUT.md` turns the runs' JSON files into a table.
+//! Each node's CPU time (from `/proc/PID/stat`, `--server-pid`, one per `--ws`
+//! URL) over the publish phase gives the cost per message delivered and per
+//! publish; with `--redis-pid`, Redis's as well. Latency is from the
+//! publisher's clock reading just before it writes the request to the kernel's
+//! receive timestamp of the frame at the subscriber (`SO_TIMESTAMPNS`, see
+//! `tickcast_bench::rx_timestamp`): one machine, one clock, and pubbench's own
+//! delay in reading the frame left out (it is reported apart, as `lag_ms`).
+//! Spread is, per message, the first subscriber's receive time to the last's,
+//! over every node and per node.
+//!
+//! `pubbench report DIR OUT.md` turns the runs' JSON files into `publish.md`;
+//! `pubbench cluster-report DIR OUT.md` into `cluster.md`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tickcast_bench::procstat;
+use tickcast_bench::pub_report;
+use tickcast_bench::pub_run::{NodeRun, PubRun, RedisRun};
+use tickcast_bench::rx_timestamp::StampedStream;
 use tickcast_bench::stats::Summary;
 use tickcast_bench::wallclock::now_ns;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -45,54 +65,32 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 
-/// One run's result, as written to `--out`.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct PubRun {
-    server: String,
-    subscribers: usize,
-    topics: usize,
-    publishers: usize,
-    /// The body size asked for, bytes (0 for a tick run).
-    body_bytes: usize,
-    /// Publishes per second asked for; 0 for as fast as possible.
-    #[serde(default)]
-    rate: f64,
-    /// The size of the frame payload subscribers got (a message, or a tick).
-    frame_bytes: usize,
-    seconds: f64,
-    /// Publishes answered 202 (0 for a tick run).
-    publishes: u64,
-    publishes_per_s: f64,
-    /// Messages (or ticks) delivered to subscribers during the load phase.
-    deliveries: u64,
-    deliveries_per_s: f64,
-    /// Publish-to-receive, milliseconds.
-    latency_ms: Summary,
-    /// The publisher's POST round trip, milliseconds.
-    post_ms: Summary,
-    /// Server CPU per delivered message, microseconds.
-    cpu_us_per_delivery: f64,
-    /// Server CPU per publish (or per tick), microseconds.
-    cpu_us_per_event: f64,
-    /// Server CPU over the load phase, as a share of one core.
-    cpu_cores: f64,
-    /// Clients that missed a message of their topic, got one twice or out of
-    /// order, or were lost; the first few, described.
-    clients_missing: usize,
-    worst: Vec<String>,
-}
+/// How many problems a run lists (it counts them all).
+const LISTED: usize = 10;
 
 /// What was published (answered 202), by topic: (publisher, seq) in each
 /// publisher's order.
 type Published = Arc<Mutex<Vec<Vec<(u32, u32)>>>>;
 
+/// The id each publish was answered with, by (publisher, seq).
+type AnsweredIds = Arc<Mutex<HashMap<(u32, u32), u64>>>;
+
 /// What one subscriber received.
 #[derive(Default)]
 struct Received {
+    welcomed: bool,
     /// (publisher, seq) in arrival order.
     messages: Vec<(u32, u32)>,
     /// Publish-to-receive, microseconds.
     latencies_us: Vec<u32>,
+    /// Receive to pubbench reading it, microseconds, every 8th message.
+    lags_us: Vec<u32>,
+    /// The id of the newest message, and how many came with an id not above
+    /// the one before (out of the stream's order).
+    last_id: u64,
+    out_of_order: u32,
+    /// `reset` notices: the node says it missed events.
+    resets: u32,
     ticks: u64,
     /// The length of the last message or tick payload.
     frame_bytes: usize,
@@ -100,11 +98,37 @@ struct Received {
     lost: Option<String>,
 }
 
+/// When one message reached the subscribers of one node.
+#[derive(Clone, Copy)]
+struct Span {
+    first_ns: i64,
+    last_ns: i64,
+    /// The id the node sent it with (the first subscriber's copy).
+    id: u64,
+}
+
+/// What every subscriber task shares with the controller.
+struct Shared {
+    welcomed: AtomicU64,
+    stop: AtomicBool,
+    /// At most this many handshakes in flight.
+    handshakes: Semaphore,
+    /// When the newest join or leave notice arrived, ns since the epoch.
+    last_notice_ns: AtomicI64,
+    /// Per node: when each (publisher, seq) first and last reached one of its
+    /// subscribers, for the fan-out spread and the id check.
+    spans: Vec<Mutex<HashMap<(u32, u32), Span>>>,
+}
+
 struct Args {
-    ws: String,
+    /// The nodes' WebSocket URLs (`--ws`, comma-separated).
+    ws: Vec<String>,
+    /// Their PIDs (`--server-pid`, comma-separated, in the same order).
+    pids: Vec<u32>,
     http: SocketAddr,
+    redis_pid: Option<u32>,
     server: String,
-    pid: u32,
+    setup: String,
     subscribers: usize,
     topics: usize,
     publishers: usize,
@@ -127,13 +151,31 @@ fn parse_args() -> Result<Args, String> {
             .parse()
             .map_err(|_| format!("{name}: not a number"))
     };
+    let ws: Vec<String> = take("--ws")?.split(',').map(str::to_string).collect();
+    let pids = take("--server-pid")?
+        .split(',')
+        .map(|pid| pid.parse::<u32>())
+        .collect::<Result<Vec<u32>, _>>()
+        .map_err(|_| "--server-pid: PID[,PID…]".to_string())?;
+    if pids.len() != ws.len() {
+        return Err(format!(
+            "--ws names {} nodes but --server-pid {}: one PID per URL",
+            ws.len(),
+            pids.len()
+        ));
+    }
     Ok(Args {
-        ws: take("--ws")?,
+        ws,
+        pids,
         http: take("--http")?
             .parse()
             .map_err(|_| "--http: expected IP:PORT".to_string())?,
+        redis_pid: match get.get("--redis-pid") {
+            Some(pid) => Some(pid.parse().map_err(|_| "--redis-pid: a PID")?),
+            None => None,
+        },
         server: take("--server")?,
-        pid: number("--server-pid")? as u32,
+        setup: get.get("--setup").cloned().unwrap_or_default(),
         subscribers: number("--subscribers")?,
         topics: number("--topics")?.max(1),
         publishers: number("--publishers")?,
@@ -150,12 +192,19 @@ fn parse_args() -> Result<Args, String> {
 
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some("report") {
+    if let Some(kind @ ("report" | "cluster-report")) = argv.get(1).map(String::as_str) {
         let (Some(dir), Some(out)) = (argv.get(2), argv.get(3)) else {
-            eprintln!("usage: pubbench report DIR OUT.md");
+            eprintln!("usage: pubbench report|cluster-report DIR OUT.md");
             std::process::exit(2);
         };
-        report(dir, out);
+        let mut runs = pub_report::load(Path::new(dir)).expect("the runs directory");
+        let md = if kind == "report" {
+            pub_report::publish_table(&mut runs)
+        } else {
+            pub_report::cluster_report(&mut runs)
+        };
+        std::fs::write(out, md).expect("write the report");
+        eprintln!("pubbench: wrote {out}");
         return;
     }
     let args = match parse_args() {
@@ -171,74 +220,144 @@ fn main() {
         .build()
         .expect("a tokio runtime");
     let result = runtime.block_on(run(&args));
-    let failed = result.clients_missing > 0;
+    print_summary(&result);
+    std::fs::write(&args.out, serde_json::to_string_pretty(&result).unwrap()).expect("write --out");
+    if !result.is_clean() {
+        std::process::exit(1);
+    }
+}
+
+fn print_summary(result: &PubRun) {
     eprintln!(
-        "pubbench: {} {} subscribers, {} topics, {} publishers: {:.0} publishes/s, {:.0} deliveries/s, \
-         latency p50 {:.2} ms p99 {:.2} ms, {:.2} µs CPU per delivery, {} clients missing messages",
+        "pubbench: {} {} subscribers on {} node(s), {} topics, {} publishers: {:.0} publishes/s, \
+         {:.0} deliveries/s, latency p50 {:.2} ms p99 {:.2} ms, spread p50 {:.2} ms p99 {:.2} ms, \
+         {:.2} µs CPU per delivery, pubbench lag p99 {:.2} ms, {} clients missing messages",
         result.server,
         result.subscribers,
+        result.nodes.len(),
         result.topics,
         result.publishers,
         result.publishes_per_s,
         result.deliveries_per_s,
         result.latency_ms.p50,
         result.latency_ms.p99,
+        result.spread_ms.p50,
+        result.spread_ms.p99,
         result.cpu_us_per_delivery,
+        result.lag_ms.p99,
         result.clients_missing
     );
+    if result.nodes.len() > 1 {
+        for (k, node) in result.nodes.iter().enumerate() {
+            eprintln!(
+                "pubbench:   node {} (pid {}): {} subscribers, latency p50 {:.2} ms p99 {:.2} ms, \
+                 spread p99 {:.2} ms, CPU {:.2} cores, {:.2} µs per delivery, {} clients missing",
+                k + 1,
+                node.pid,
+                node.subscribers,
+                node.latency_ms.p50,
+                node.latency_ms.p99,
+                node.spread_ms.p99,
+                node.cpu_cores,
+                node.cpu_us_per_delivery,
+                node.clients_missing
+            );
+        }
+    }
+    if let Some(redis) = &result.redis {
+        eprintln!(
+            "pubbench:   Redis (pid {}): {:.1} µs CPU per publish ({:.1} with its idle CPU), \
+             {:.3} cores ({:.3} idle), RSS {} KiB",
+            redis.pid,
+            redis.cpu_us_per_publish,
+            redis.cpu_us_per_publish_gross,
+            redis.cpu_cores,
+            redis.idle_cores,
+            redis.rss_kib
+        );
+    }
     for line in &result.worst {
         eprintln!("pubbench: FAILED: {line}");
-    }
-    std::fs::write(&args.out, serde_json::to_string_pretty(&result).unwrap()).expect("write --out");
-    if failed {
-        std::process::exit(1);
     }
 }
 
 async fn run(args: &Args) -> PubRun {
+    let nodes = args.ws.len();
+    let node_of = |i: usize| i % nodes;
+    let topic_of = |i: usize| (i / nodes) % args.topics;
+
     // ---- subscribe ----
     let received: Vec<Arc<Mutex<Received>>> = (0..args.subscribers)
         .map(|_| Arc::new(Mutex::new(Received::default())))
         .collect();
-    let welcomed = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let handshakes = Arc::new(Semaphore::new(256));
+    let shared = Arc::new(Shared {
+        welcomed: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        handshakes: Semaphore::new(256),
+        last_notice_ns: AtomicI64::new(0),
+        spans: (0..nodes).map(|_| Mutex::new(HashMap::new())).collect(),
+    });
     let mut readers = Vec::new();
     for (i, slot) in received.iter().enumerate() {
-        let url = format!("{}?topic=t{}", args.ws, i % args.topics);
-        let slot = slot.clone();
-        let welcomed = welcomed.clone();
-        let stop = stop.clone();
-        let handshakes = handshakes.clone();
+        let url = format!("{}?topic=t{}", args.ws[node_of(i)], topic_of(i));
+        let (slot, shared) = (slot.clone(), shared.clone());
+        let node = node_of(i);
         readers.push(tokio::spawn(async move {
-            subscriber(url, slot, welcomed, stop, handshakes).await;
+            subscriber(url, node, slot, shared).await;
         }));
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while (welcomed.load(Ordering::Relaxed) as usize) < args.subscribers {
+    let subscribe_started = Instant::now();
+    let deadline = subscribe_started + Duration::from_secs(60);
+    while (shared.welcomed.load(Ordering::Relaxed) as usize) < args.subscribers {
         if Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let welcomed_all = welcomed.load(Ordering::Relaxed) as usize;
     eprintln!(
-        "pubbench: {welcomed_all} of {} subscribers welcomed",
-        args.subscribers
+        "pubbench: {} of {} subscribers welcomed in {:.1} s",
+        shared.welcomed.load(Ordering::Relaxed),
+        args.subscribers,
+        subscribe_started.elapsed().as_secs_f64()
     );
-    // Let the join notices settle before measuring.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let the join notices settle before measuring: on a cluster they go
+    // through Redis to every node, and can trail the last welcome by seconds.
+    let settle_started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let quiet_ns = now_ns() - shared.last_notice_ns.load(Ordering::Relaxed);
+        if quiet_ns >= 500_000_000 || settle_started.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+    }
+    let settle_s = settle_started.elapsed().as_secs_f64();
+    eprintln!("pubbench: join notices died down in {settle_s:.1} s");
+    // Redis's CPU with nothing published, to take out of its cost per publish:
+    // at tens of publishes a second its own timers are a good part of it.
+    let redis_idle_cores = match args.redis_pid {
+        Some(pid) => {
+            let (before, at) = (redis_cpu(pid).1, Instant::now());
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            (redis_cpu(pid).1 - before) / at.elapsed().as_secs_f64()
+        }
+        None => 0.0,
+    };
 
     // ---- load ----
-    let before = procstat::sample(args.pid).expect("the server's /proc");
-    let deliveries_before: u64 = count_deliveries(&received);
+    let cpu_before: Vec<f64> = args.pids.iter().map(|&pid| node_cpu_s(pid)).collect();
+    let redis_before = args.redis_pid.map(redis_cpu);
+    let deliveries_before = count_deliveries(&received, nodes);
     let started = Instant::now();
     let sent: Published = Arc::new(Mutex::new(vec![Vec::new(); args.topics]));
+    let answered: AnsweredIds = Arc::default();
     let post_times: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::new()));
     let mut publishers = Vec::new();
     for p in 0..args.publishers {
-        let sent = sent.clone();
-        let post_times = post_times.clone();
+        let out = PublisherOut {
+            sent: sent.clone(),
+            answered: answered.clone(),
+            post_times: post_times.clone(),
+        };
         let load = Load {
             http: args.http,
             topics: args.topics,
@@ -253,70 +372,196 @@ async fn run(args: &Args) -> PubRun {
                 0.0
             }),
         };
-        publishers.push(tokio::spawn(async move {
-            publisher(p as u32, load, sent, post_times).await;
-        }));
+        publishers.push(tokio::spawn(
+            async move { publisher(p as u32, load, out).await },
+        ));
     }
     if publishers.is_empty() {
         tokio::time::sleep(args.duration).await;
     }
-    for publisher in publishers {
-        publisher.await.expect("a publisher task");
+    let (mut refused, mut publishers_failed) = (0, 0);
+    let mut worst = Vec::new();
+    for (p, publisher) in publishers.into_iter().enumerate() {
+        match publisher.await {
+            Ok(outcome) => {
+                refused += outcome.refused;
+                if let Some(status) = outcome.first_refusal {
+                    worst.push(format!(
+                        "publisher {p}: {} publishes refused, the first with {status}",
+                        outcome.refused
+                    ));
+                }
+                if let Some(e) = outcome.error {
+                    publishers_failed += 1;
+                    worst.push(format!("publisher {p} stopped early: {e}"));
+                }
+            }
+            Err(e) => {
+                publishers_failed += 1;
+                worst.push(format!("publisher {p} failed: {e}"));
+            }
+        }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let after = procstat::sample(args.pid).expect("the server's /proc");
-    let deliveries = count_deliveries(&received) - deliveries_before;
+    let cpu_s: Vec<f64> = args
+        .pids
+        .iter()
+        .zip(&cpu_before)
+        .map(|(&pid, before)| node_cpu_s(pid) - before)
+        .collect();
+    let redis = args.redis_pid.zip(redis_before).map(|(pid, before)| {
+        let after = redis_cpu(pid);
+        (pid, after.0 - before.0, after.1 - before.1, after.2)
+    });
+    let node_deliveries: Vec<u64> = count_deliveries(&received, nodes)
+        .iter()
+        .zip(&deliveries_before)
+        .map(|(after, before)| after - before)
+        .collect();
+    let deliveries: u64 = node_deliveries.iter().sum();
 
     // ---- drain, then check every client ----
     let sent = std::mem::take(&mut *sent.lock().unwrap());
+    let answered = std::mem::take(&mut *answered.lock().unwrap());
     let publishes: u64 = sent.iter().map(|t| t.len() as u64).sum();
+    // Until every subscriber has every message of its topic; a server that
+    // fell behind gets as long as messages keep arriving (at most a minute),
+    // so that a backlog is not taken for a loss.
     if publishes > 0 {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let drain_started = Instant::now();
+        let (mut last_count, mut last_progress) = (0u64, Instant::now());
         loop {
             let done = received.iter().enumerate().all(|(i, r)| {
                 let r = r.lock().unwrap();
-                r.lost.is_some() || r.messages.len() >= sent[i % args.topics].len()
+                r.lost.is_some() || r.messages.len() >= sent[topic_of(i)].len()
             });
-            if done || Instant::now() > deadline {
+            let count: u64 = count_deliveries(&received, nodes).iter().sum();
+            if count > last_count {
+                (last_count, last_progress) = (count, Instant::now());
+            }
+            if done
+                || last_progress.elapsed() > Duration::from_secs(5)
+                || drain_started.elapsed() > Duration::from_secs(60)
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        eprintln!(
+            "pubbench: drained in {:.1} s",
+            drain_started.elapsed().as_secs_f64()
+        );
     }
-    stop.store(true, Ordering::Relaxed);
-    let mut worst = Vec::new();
-    let mut clients_missing = 0;
-    let mut latencies = Vec::new();
+    shared.stop.store(true, Ordering::Relaxed);
+    let mut missing_per_node = vec![0usize; nodes];
+    let mut latencies: Vec<Vec<u32>> = vec![Vec::new(); nodes];
+    let mut lags = Vec::new();
     let mut frame_bytes = 0;
+    let mut resets = 0u64;
     for (i, r) in received.iter().enumerate() {
         let r = r.lock().unwrap();
+        let node = node_of(i);
         frame_bytes = frame_bytes.max(r.frame_bytes);
-        latencies.extend(r.latencies_us.iter().map(|&us| f64::from(us) / 1000.0));
-        let problem = if let Some(why) = &r.lost {
-            Some(format!("subscriber {i} was lost: {why}"))
+        latencies[node].extend_from_slice(&r.latencies_us);
+        lags.extend_from_slice(&r.lags_us);
+        resets += u64::from(r.resets);
+        let who = format!("subscriber {i} on node {}", node + 1);
+        let mut problem = if !r.welcomed {
+            let why = r.lost.as_deref().unwrap_or("no welcome within 60 s");
+            Some(format!("{who} was never welcomed: {why}"))
+        } else if let Some(why) = &r.lost {
+            Some(format!("{who} was lost: {why}"))
         } else if publishes > 0 {
-            check_client(i, &r.messages, &sent[i % args.topics])
+            check_client(&who, &r.messages, &sent[topic_of(i)])
         } else {
             None
         };
-        if let Some(problem) = problem {
-            clients_missing += 1;
-            if worst.len() < 10 {
+        if problem.is_none() && r.out_of_order > 0 {
+            problem = Some(format!(
+                "{who}: {} messages came with an id not above the one before (out of the stream's order)",
+                r.out_of_order
+            ));
+        }
+        if let Some(mut problem) = problem {
+            if r.resets > 0 {
+                problem += &format!(" ({} reset notices)", r.resets);
+            }
+            missing_per_node[node] += 1;
+            if worst.len() < LISTED {
                 worst.push(problem);
             }
         }
     }
-    if welcomed_all < args.subscribers {
-        clients_missing += args.subscribers - welcomed_all;
-        worst.push(format!(
-            "{} subscribers never welcomed",
-            args.subscribers - welcomed_all
-        ));
-    }
     for reader in readers {
         reader.abort();
     }
-    let cpu_s = after.cpu_s - before.cpu_s;
+    // Every node must send each message with the id its publisher was answered.
+    let mut id_mismatches = 0u64;
+    for (k, spans) in shared.spans.iter().enumerate() {
+        let spans = spans.lock().unwrap();
+        let mut wrong: Vec<(&(u32, u32), &Span)> = spans
+            .iter()
+            .filter(|(key, span)| answered.get(key).is_some_and(|&id| id != span.id))
+            .collect();
+        wrong.sort_by_key(|(key, _)| **key);
+        id_mismatches += wrong.len() as u64;
+        if let Some(((p, s), span)) = wrong.first() {
+            worst.push(format!(
+                "node {}: {} messages sent with another id than their publisher was answered; \
+                 the first: publisher {p} seq {s} answered id {}, sent as id {}",
+                k + 1,
+                wrong.len(),
+                answered[&(*p, *s)],
+                span.id
+            ));
+        }
+    }
+
+    let clients_missing: usize = missing_per_node.iter().sum();
+    let spread_node: Vec<Summary> = shared
+        .spans
+        .iter()
+        .map(|spans| {
+            let mut us: Vec<u32> = spans
+                .lock()
+                .unwrap()
+                .values()
+                .map(|span| span_us(span.first_ns, span.last_ns))
+                .collect();
+            Summary::of_us(&mut us)
+        })
+        .collect();
+    let mut everywhere: HashMap<(u32, u32), (i64, i64)> = HashMap::new();
+    for spans in &shared.spans {
+        for (key, span) in spans.lock().unwrap().iter() {
+            let both = everywhere
+                .entry(*key)
+                .or_insert((span.first_ns, span.last_ns));
+            both.0 = both.0.min(span.first_ns);
+            both.1 = both.1.max(span.last_ns);
+        }
+    }
+    let mut spread_us: Vec<u32> = everywhere
+        .values()
+        .map(|&(first, last)| span_us(first, last))
+        .collect();
+    let total_cpu_s: f64 = cpu_s.iter().sum();
+    let node_runs: Vec<NodeRun> = (0..nodes)
+        .map(|k| NodeRun {
+            url: args.ws[k].clone(),
+            pid: args.pids[k],
+            subscribers: (0..args.subscribers).filter(|&i| node_of(i) == k).count(),
+            deliveries: node_deliveries[k],
+            deliveries_per_s: node_deliveries[k] as f64 / seconds,
+            latency_ms: Summary::of_us(&mut latencies[k]),
+            spread_ms: spread_node[k],
+            cpu_s: cpu_s[k],
+            cpu_cores: cpu_s[k] / seconds,
+            cpu_us_per_delivery: per_us(cpu_s[k], node_deliveries[k]),
+            clients_missing: missing_per_node[k],
+        })
+        .collect();
+    let mut all_latencies: Vec<u32> = latencies.concat();
     let events = if publishes > 0 {
         publishes
     } else {
@@ -326,6 +571,7 @@ async fn run(args: &Args) -> PubRun {
     let mut post_times = std::mem::take(&mut *post_times.lock().unwrap());
     PubRun {
         server: args.server.clone(),
+        setup: args.setup.clone(),
         subscribers: args.subscribers,
         topics: args.topics,
         publishers: args.publishers,
@@ -333,33 +579,82 @@ async fn run(args: &Args) -> PubRun {
         rate: args.rate,
         frame_bytes,
         seconds,
+        settle_s,
         publishes,
         publishes_per_s: publishes as f64 / seconds,
+        refused,
+        publishers_failed,
         deliveries,
         deliveries_per_s: deliveries as f64 / seconds,
-        latency_ms: Summary::of(&mut latencies),
+        latency_ms: Summary::of_us(&mut all_latencies),
+        spread_ms: Summary::of_us(&mut spread_us),
+        lag_ms: Summary::of_us(&mut lags),
         post_ms: Summary::of(&mut post_times),
-        cpu_us_per_delivery: cpu_s * 1e6 / deliveries.max(1) as f64,
-        cpu_us_per_event: cpu_s * 1e6 / events.max(1) as f64,
-        cpu_cores: cpu_s / seconds,
+        cpu_us_per_delivery: per_us(total_cpu_s, deliveries),
+        cpu_us_per_event: per_us(total_cpu_s, events),
+        cpu_cores: total_cpu_s / seconds,
+        nodes: node_runs,
+        redis: redis.map(|(pid, cpu_s, precise_s, rss_kib)| RedisRun {
+            pid,
+            cpu_s,
+            cpu_s_precise: precise_s,
+            cpu_us_per_publish: per_us(
+                (precise_s - redis_idle_cores * seconds).max(0.0),
+                publishes,
+            ),
+            cpu_us_per_publish_gross: per_us(precise_s, publishes),
+            cpu_cores: precise_s / seconds,
+            idle_cores: redis_idle_cores,
+            rss_kib,
+        }),
+        id_mismatches,
+        resets,
         clients_missing,
         worst,
     }
 }
 
-fn count_deliveries(received: &[Arc<Mutex<Received>>]) -> u64 {
-    received
-        .iter()
-        .map(|r| {
-            let r = r.lock().unwrap();
-            r.messages.len() as u64 + r.ticks
-        })
-        .sum()
+/// A node's CPU time so far, seconds (`/proc/PID/stat`: its threads that
+/// ended are counted too).
+fn node_cpu_s(pid: u32) -> f64 {
+    procstat::sample(pid).expect("a node's /proc").cpu_s
 }
 
-/// Whether subscriber `i` got exactly `sent` (its topic's messages, in the
+/// Redis's CPU time so far, seconds, from `/proc/PID/stat` and (to the
+/// nanosecond) from its threads' `schedstat`; and its RSS, KiB.
+fn redis_cpu(pid: u32) -> (f64, f64, u64) {
+    let sample = procstat::sample(pid).expect("Redis's /proc");
+    let precise = procstat::threads_cpu_ns(pid).expect("Redis's /proc") as f64 / 1e9;
+    (sample.cpu_s, precise, sample.rss_kib)
+}
+
+/// `cpu_s` shared out over `count` things, microseconds each; 0 for none.
+fn per_us(cpu_s: f64, count: u64) -> f64 {
+    if count == 0 {
+        0.0
+    } else {
+        cpu_s * 1e6 / count as f64
+    }
+}
+
+/// `last - first`, ns, as whole microseconds.
+fn span_us(first_ns: i64, last_ns: i64) -> u32 {
+    u32::try_from((last_ns - first_ns).max(0) / 1000).unwrap_or(u32::MAX)
+}
+
+/// Messages and ticks received so far, per node.
+fn count_deliveries(received: &[Arc<Mutex<Received>>], nodes: usize) -> Vec<u64> {
+    let mut per_node = vec![0; nodes];
+    for (i, r) in received.iter().enumerate() {
+        let r = r.lock().unwrap();
+        per_node[i % nodes] += r.messages.len() as u64 + r.ticks;
+    }
+    per_node
+}
+
+/// Whether subscriber `who` got exactly `sent` (its topic's messages, in the
 /// server's order): every message once, each publisher's in order.
-fn check_client(i: usize, got: &[(u32, u32)], sent: &[(u32, u32)]) -> Option<String> {
+fn check_client(who: &str, got: &[(u32, u32)], sent: &[(u32, u32)]) -> Option<String> {
     if got == sent {
         return None;
     }
@@ -371,12 +666,18 @@ fn check_client(i: usize, got: &[(u32, u32)], sent: &[(u32, u32)]) -> Option<Str
     for &(p, s) in got {
         got_by_publisher.entry(p).or_default().push(s);
     }
-    for (p, seqs) in &by_publisher {
+    let mut publishers: Vec<&u32> = by_publisher.keys().collect();
+    publishers.sort();
+    for p in publishers {
+        let seqs = &by_publisher[p];
         let have = got_by_publisher.get(p).map(Vec::as_slice).unwrap_or(&[]);
         if have != seqs.as_slice() {
-            let missing = seqs.iter().find(|s| !have.contains(s));
+            let problem = match seqs.iter().find(|s| !have.contains(s)) {
+                Some(missing) => format!("first missing seq {missing}"),
+                None => "repeated or out of order".to_string(),
+            };
             return Some(format!(
-                "subscriber {i}: publisher {p}: {} of {} messages; first missing seq {missing:?}",
+                "{who}: publisher {p}: {} of {} messages; {problem}",
                 have.len(),
                 seqs.len()
             ));
@@ -384,24 +685,19 @@ fn check_client(i: usize, got: &[(u32, u32)], sent: &[(u32, u32)]) -> Option<Str
     }
     // Every publisher's messages arrived, once and in order: the two lists differ
     // only in how publishers interleave, which is the server's to choose. Extra
-    // messages (another topic's) are what is left.
+    // messages (another topic's, or a refused publish's) are what is left.
     (got.len() != sent.len()).then(|| {
         format!(
-            "subscriber {i}: {} messages, {} published to its topic (another topic's got through)",
+            "{who}: {} messages, {} published to its topic (another topic's, or a refused \
+             publish, got through)",
             got.len(),
             sent.len()
         )
     })
 }
 
-async fn subscriber(
-    url: String,
-    slot: Arc<Mutex<Received>>,
-    welcomed: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    handshakes: Arc<Semaphore>,
-) {
-    let permit = handshakes.acquire_owned().await.expect("the semaphore");
+async fn subscriber(url: String, node: usize, slot: Arc<Mutex<Received>>, shared: Arc<Shared>) {
+    let permit = shared.handshakes.acquire().await.expect("the semaphore");
     let addr = url
         .trim_start_matches("ws://")
         .split('/')
@@ -416,7 +712,14 @@ async fn subscriber(
         }
     };
     let _ = tcp.set_nodelay(true);
-    let (mut ws, _) = match tokio_tungstenite::client_async(url.as_str(), tcp).await {
+    let (stream, last_rx_ns) = match StampedStream::new(tcp) {
+        Ok(stamped) => stamped,
+        Err(e) => {
+            slot.lock().unwrap().lost = Some(format!("SO_TIMESTAMPNS: {e}"));
+            return;
+        }
+    };
+    let (mut ws, _) = match tokio_tungstenite::client_async(url.as_str(), stream).await {
         Ok(ok) => ok,
         Err(e) => {
             slot.lock().unwrap().lost = Some(format!("handshake: {e}"));
@@ -425,34 +728,59 @@ async fn subscriber(
     };
     drop(permit);
     while let Some(frame) = ws.next().await {
-        let at = now_ns();
+        let read_ns = now_ns();
+        // The kernel's receive time of the read that completed this frame.
+        let at = last_rx_ns.load(Ordering::Relaxed);
         let text = match frame {
             Ok(Message::Text(text)) => text,
             Ok(_) => continue,
             Err(e) => {
-                if !stop.load(Ordering::Relaxed) {
+                if !shared.stop.load(Ordering::Relaxed) {
                     slot.lock().unwrap().lost = Some(format!("read: {e}"));
                 }
                 return;
             }
         };
         let text = text.as_str();
-        let mut r = slot.lock().unwrap();
         if text.starts_with(r#"{"type":"message""#) {
-            if let Some((p, s, t)) = body_fields(text) {
+            let (Some((p, s, t)), Some(id)) = (body_fields(text), json_u64(text, "\"id\":")) else {
+                continue;
+            };
+            {
+                let mut r = slot.lock().unwrap();
+                if r.messages.len().is_multiple_of(8) {
+                    r.lags_us.push(span_us(at, read_ns));
+                }
                 r.messages.push((p, s));
-                let us = (at - t).max(0) / 1000;
-                r.latencies_us.push(u32::try_from(us).unwrap_or(u32::MAX));
+                r.latencies_us.push(span_us(t, at));
                 r.frame_bytes = text.len();
+                if id <= r.last_id {
+                    r.out_of_order += 1;
+                }
+                r.last_id = r.last_id.max(id);
             }
+            let mut spans = shared.spans[node].lock().unwrap();
+            let span = spans.entry((p, s)).or_insert(Span {
+                first_ns: at,
+                last_ns: at,
+                id,
+            });
+            span.first_ns = span.first_ns.min(at);
+            span.last_ns = span.last_ns.max(at);
         } else if text.starts_with(r#"{"type":"tick""#) {
+            let mut r = slot.lock().unwrap();
             r.ticks += 1;
             r.frame_bytes = text.len();
+        } else if text.starts_with(r#"{"type":"join""#) || text.starts_with(r#"{"type":"leave""#) {
+            shared.last_notice_ns.store(read_ns, Ordering::Relaxed);
+        } else if text.starts_with(r#"{"type":"reset""#) {
+            slot.lock().unwrap().resets += 1;
         } else if text.starts_with(r#"{"type":"welcome""#) {
-            welcomed.fetch_add(1, Ordering::Relaxed);
+            slot.lock().unwrap().welcomed = true;
+            shared.welcomed.fetch_add(1, Ordering::Relaxed);
         }
     }
-    if !stop.load(Ordering::Relaxed) {
+    if !shared.stop.load(Ordering::Relaxed) {
         slot.lock().unwrap().lost = Some("the server closed the connection".into());
     }
 }
@@ -469,6 +797,14 @@ fn body_fields(text: &str) -> Option<(u32, u32, i64)> {
     Some((p, s, t))
 }
 
+/// The unsigned integer right after the first `key` in `text` (the messages
+/// and the publish answer are small and fixed: no full JSON parse).
+fn json_u64(text: &str, key: &str) -> Option<u64> {
+    let rest = &text[text.find(key)? + key.len()..];
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    rest[..digits].parse().ok()
+}
+
 /// What one publisher does.
 struct Load {
     http: SocketAddr,
@@ -481,7 +817,25 @@ struct Load {
     offset: Duration,
 }
 
-async fn publisher(p: u32, load: Load, sent: Published, post_times: Arc<Mutex<Vec<f64>>>) {
+/// Where a publisher records what it published.
+struct PublisherOut {
+    sent: Published,
+    answered: AnsweredIds,
+    post_times: Arc<Mutex<Vec<f64>>>,
+}
+
+/// How a publisher's run went, beyond what it recorded.
+#[derive(Default)]
+struct PublisherEnd {
+    /// Publishes answered with another status than 202.
+    refused: u64,
+    /// The first such status line's code.
+    first_refusal: Option<u16>,
+    /// Why it stopped before `--duration` was up, if it did.
+    error: Option<String>,
+}
+
+async fn publisher(p: u32, load: Load, out: PublisherOut) -> PublisherEnd {
     let Load {
         http,
         topics,
@@ -490,18 +844,23 @@ async fn publisher(p: u32, load: Load, sent: Published, post_times: Arc<Mutex<Ve
         period,
         offset,
     } = load;
-    let stream = TcpStream::connect(http)
-        .await
-        .expect("connect to the HTTP port");
+    let mut end = PublisherEnd::default();
+    let stream = match TcpStream::connect(http).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            end.error = Some(format!("connect to the HTTP port: {e}"));
+            return end;
+        }
+    };
     let _ = stream.set_nodelay(true);
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
     let start = tokio::time::Instant::now();
-    let end = Instant::now() + duration;
+    let stop_at = Instant::now() + duration;
     let mut seq: u32 = 0;
     let mut times = Vec::new();
-    let mut mine: Vec<(usize, u32)> = Vec::new();
-    while Instant::now() < end {
+    let mut mine: Vec<(usize, u32, u64)> = Vec::new();
+    while Instant::now() < stop_at {
         if let Some(period) = period {
             tokio::time::sleep_until(start + offset + period * seq).await;
         }
@@ -516,29 +875,47 @@ async fn publisher(p: u32, load: Load, sent: Published, post_times: Arc<Mutex<Ve
             body.len()
         );
         let t0 = Instant::now();
-        write
-            .write_all(request.as_bytes())
-            .await
-            .expect("send a publish");
-        let status = read_response(&mut read).await;
+        if let Err(e) = write.write_all(request.as_bytes()).await {
+            end.error = Some(format!("send a publish: {e}"));
+            break;
+        }
+        let (status, answer) = match read_response(&mut read).await {
+            Ok(response) => response,
+            Err(e) => {
+                end.error = Some(format!("read a publish's answer: {e}"));
+                break;
+            }
+        };
         times.push(t0.elapsed().as_secs_f64() * 1000.0);
-        assert_eq!(status, 202, "publisher {p}: a publish was refused");
-        mine.push((topic, seq));
+        if status == 202 {
+            mine.push((topic, seq, json_u64(&answer, "\"id\":").unwrap_or(0)));
+        } else {
+            end.refused += 1;
+            end.first_refusal.get_or_insert(status);
+        }
         seq += 1;
     }
     // Recorded in the order the server accepted them, per publisher: the
     // per-publisher order is what every subscriber must see.
-    let mut sent = sent.lock().unwrap();
-    for (topic, seq) in mine {
+    let mut sent = out.sent.lock().unwrap();
+    let mut answered = out.answered.lock().unwrap();
+    for (topic, seq, id) in mine {
         sent[topic].push((p, seq));
+        answered.insert((p, seq), id);
     }
-    post_times.lock().unwrap().extend(times);
+    out.post_times.lock().unwrap().extend(times);
+    end
 }
 
-/// Reads one HTTP response with a Content-Length body; returns its status.
-async fn read_response(read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> u16 {
+/// Reads one HTTP response with a Content-Length body; returns its status and
+/// its body.
+async fn read_response(
+    read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+) -> std::io::Result<(u16, String)> {
     let mut line = String::new();
-    read.read_line(&mut line).await.expect("a status line");
+    if read.read_line(&mut line).await? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
     let status = line
         .split_whitespace()
         .nth(1)
@@ -547,7 +924,7 @@ async fn read_response(read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> 
     let mut length = 0usize;
     loop {
         line.clear();
-        read.read_line(&mut line).await.expect("a header line");
+        read.read_line(&mut line).await?;
         if line == "\r\n" || line.is_empty() {
             break;
         }
@@ -556,57 +933,8 @@ async fn read_response(read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> 
         }
     }
     let mut body = vec![0; length];
-    read.read_exact(&mut body).await.expect("a response body");
-    status
-}
-
-/// Writes OUT.md from every `*.json` in DIR: the publish runs, then the tick runs
-/// they are compared with.
-fn report(dir: &str, out: &str) {
-    let mut runs: Vec<PubRun> = std::fs::read_dir(dir)
-        .expect("the runs directory")
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
-        .collect();
-    runs.sort_by(|a, b| {
-        (a.subscribers, a.publishers == 0, a.rate > 0.0, a.topics).cmp(&(
-            b.subscribers,
-            b.publishers == 0,
-            b.rate > 0.0,
-            b.topics,
-        ))
-    });
-    let mut md = String::from(
-        "| server | subscribers | topics | publishers | rate | publishes/s | deliveries/s | latency p50 ms | p99 ms | POST p50 ms | frame bytes | CPU µs / delivery | CPU µs / publish or tick | CPU cores | clients missing |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-    );
-    for r in &runs {
-        md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {:.2} | {:.1} | {:.2} | {} |\n",
-            r.server,
-            r.subscribers,
-            if r.publishers == 0 { "ticks".to_string() } else { r.topics.to_string() },
-            r.publishers,
-            match (r.publishers, r.rate) {
-                (0, _) => "100 ticks/s".to_string(),
-                (_, rate) if rate > 0.0 => format!("{rate:.0}/s"),
-                _ => "max".to_string(),
-            },
-            if r.publishers == 0 { "–".to_string() } else { format!("{:.0}", r.publishes_per_s) },
-            r.deliveries_per_s,
-            if r.publishers == 0 { "–".to_string() } else { format!("{:.2}", r.latency_ms.p50) },
-            if r.publishers == 0 { "–".to_string() } else { format!("{:.2}", r.latency_ms.p99) },
-            if r.publishers == 0 { "–".to_string() } else { format!("{:.2}", r.post_ms.p50) },
-            r.frame_bytes,
-            r.cpu_us_per_delivery,
-            r.cpu_us_per_event,
-            r.cpu_cores,
-            r.clients_missing,
-        ));
-    }
-    std::fs::write(out, md).expect("write the report");
-    eprintln!("pubbench: wrote {out}");
+    read.read_exact(&mut body).await?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 #[cfg(test)]
@@ -616,25 +944,31 @@ mod tests {
     #[test]
     fn a_client_is_held_to_every_message_of_its_topic() {
         let sent = [(0, 0), (0, 1), (1, 0), (1, 1)];
+        let who = "subscriber 7 on node 2";
         // Publishers may interleave in any order, each in its own order.
         assert_eq!(
-            check_client(7, &[(1, 0), (0, 0), (1, 1), (0, 1)], &sent),
+            check_client(who, &[(1, 0), (0, 0), (1, 1), (0, 1)], &sent),
             None
         );
-        let lost = check_client(7, &[(0, 0), (1, 0), (1, 1)], &sent).unwrap();
+        let lost = check_client(who, &[(0, 0), (1, 0), (1, 1)], &sent).unwrap();
         assert!(
-            lost.contains("publisher 0") && lost.contains("Some(1)"),
+            lost.contains("subscriber 7 on node 2: publisher 0") && lost.contains("missing seq 1"),
             "{lost}"
         );
-        assert!(check_client(7, &[(0, 1), (0, 0), (1, 0), (1, 1)], &sent).is_some());
-        assert!(check_client(7, &[(0, 0), (0, 0), (0, 1), (1, 0), (1, 1)], &sent).is_some());
-        assert!(check_client(7, &[(0, 0), (0, 1), (1, 0), (1, 1), (2, 0)], &sent).is_some());
+        assert!(check_client(who, &[(0, 1), (0, 0), (1, 0), (1, 1)], &sent).is_some());
+        assert!(check_client(who, &[(0, 0), (0, 0), (0, 1), (1, 0), (1, 1)], &sent).is_some());
+        assert!(check_client(who, &[(0, 0), (0, 1), (1, 0), (1, 1), (2, 0)], &sent).is_some());
     }
 
     #[test]
     fn body_fields_are_read_from_a_message() {
         let text = r#"{"type":"message","id":5,"topic":"t3","data":{"p":2,"s":41,"t":1795960800412000000,"x":"..."}}"#;
         assert_eq!(body_fields(text), Some((2, 41, 1_795_960_800_412_000_000)));
+        assert_eq!(json_u64(text, "\"id\":"), Some(5));
+        assert_eq!(
+            json_u64(r#"{"id":1795869660244599}"#, "\"id\":"),
+            Some(1795869660244599)
+        );
         assert_eq!(
             body_fields(r#"{"type":"message","id":5,"data":"text"}"#),
             None
