@@ -341,11 +341,10 @@ impl Server {
         // 2. Stop ticking.
         // tour: stop-2-ticker
         self.stop_ticker_tx = None;
-        // 2b. Leave the cluster: publishing stops, and the other nodes stop
-        // counting this one's clients.
+        // 2b. In a cluster, stop publishing.
         #[cfg(feature = "redis")]
-        if let Some(mut cluster) = self.cluster.take() {
-            cluster.stop();
+        if let Some(cluster) = &self.cluster {
+            cluster.stop_publishing();
         }
         // 3. The hub sends close 1001 to every client, then ends.
         // tour: stop-3-hub
@@ -356,6 +355,12 @@ impl Server {
             if handle.join().is_err() {
                 log::error!("thread {name} panicked");
             }
+        }
+        // 3b. Leave the cluster, once the hub has handed over its clients' leave:
+        // the other nodes announce it, and stop counting this node at once.
+        #[cfg(feature = "redis")]
+        if let Some(mut cluster) = self.cluster.take() {
+            cluster.stop();
         }
         // 4. Clients answer the close frame and their threads end; give them a
         // moment before hanging up on the rest.

@@ -305,10 +305,17 @@ impl Cluster {
         Ok(())
     }
 
-    /// Leaves the cluster: publishes fail with [`Error::Stopped`] from now on,
-    /// the keeper deletes this node's count, both threads end and are joined.
-    pub(crate) fn stop(&mut self) {
+    /// Shutdown's first step: publishes fail with [`Error::Stopped`] from now on.
+    /// The threads go on, to carry the hub's last leave notice to the others.
+    pub(crate) fn stop_publishing(&self) {
         self.log.stopped.store(true, Ordering::Relaxed);
+    }
+
+    /// Leaves the cluster, once the hub has ended: the keeper appends the notices
+    /// the hub left (its clients' leave) and deletes this node's count, and both
+    /// threads end and are joined.
+    pub(crate) fn stop(&mut self) {
+        self.stop_publishing();
         self.stop_tx = None;
         if let Some(stopper) = lock(&self.stopper).as_ref() {
             stopper.stop();
@@ -377,7 +384,14 @@ impl EventLog for RedisLog {
         if self.stopped.load(Ordering::Relaxed) {
             return Err(Error::Stopped);
         }
-        let fields = entry::fields(&publication, self.number);
+        self.append_entry(&publication)
+    }
+}
+
+impl RedisLog {
+    /// Appends, shutdown or not (the keeper's last notices).
+    fn append_entry(&self, publication: &Publication) -> Result<u64, Error> {
+        let fields = entry::fields(publication, self.number);
         let mut args: Vec<&[u8]> = vec![
             b"EVAL",
             APPEND_SCRIPT.as_bytes(),
@@ -709,10 +723,11 @@ impl Keeper {
                 }
             }
         }
-        // Whatever the hub handed over meanwhile is announced here.
+        // The hub has ended (shutdown stops the cluster after it): what it left,
+        // its clients' leave, goes to the other nodes.
         for notice in self.presence_rx.try_iter() {
-            if self.frames_tx.send(notice.into_broadcast(0)).is_err() {
-                log::debug!("cluster-keeper: the hub stopped before a last notice");
+            if let Err(e) = self.log.append_entry(&notice) {
+                log::info!("cluster: the other nodes will not hear this node's last notice: {e}");
             }
         }
         let node = self.keys.node(self.number);
@@ -734,7 +749,7 @@ impl Keeper {
     /// Appends a join or leave notice; if the stream cannot be reached, this
     /// node's clients hear it anyway.
     fn announce(&self, notice: Publication) {
-        if self.log.append(notice.clone()).is_err()
+        if self.log.append_entry(&notice).is_err()
             && self.frames_tx.send(notice.into_broadcast(0)).is_err()
         {
             log::debug!("cluster-keeper: the hub stopped before a notice");

@@ -72,6 +72,12 @@ pub(crate) mod sink;
 #[cfg(test)]
 mod tests;
 
+/// How long a client resuming in a cluster waits for this node to read the event
+/// it names from the stream, before it is told it cannot resume (see
+/// `Hub::parked`). Reading is normally a matter of milliseconds; a node that
+/// has just started, or reconnected, may take a second.
+const RESUME_WAIT: Duration = Duration::from_secs(2);
+
 /// Most broadcasts joined into one write per client, when the hub has fallen
 /// behind (ticks faster than a fan-out, a publisher in a loop).
 const BROADCAST_BATCH: usize = 64;
@@ -126,6 +132,10 @@ pub(crate) struct Hub {
     client_events: Option<ClientEventsTx>,
     /// The cluster this node is part of, if any.
     link: Option<ClusterLink>,
+    /// In a cluster: clients resuming after an event this node has not read
+    /// from the stream yet (it was just published on another node), waiting up
+    /// to [`RESUME_WAIT`] for the node to catch up rather than get a `reset`.
+    parked: Vec<(Instant, Joining)>,
     /// How many threads share a large broadcast: the number of cores, at most 4.
     fan_out_threads: usize,
 }
@@ -147,6 +157,7 @@ impl Hub {
         };
         Hub {
             link,
+            parked: Vec::new(),
             history: History::new(history.events, history.bytes, history.newest),
             client_events,
             clients: BTreeMap::new(),
@@ -169,10 +180,14 @@ impl Hub {
         // A disconnected channel means the server is gone.
         let forever = Duration::from_secs(365 * 24 * 3600);
         'serve: loop {
-            let next_deadline = [self.presence.due(), self.heartbeat.as_ref().map(|h| h.next)]
-                .into_iter()
-                .flatten()
-                .min();
+            let next_deadline = [
+                self.presence.due(),
+                self.heartbeat.as_ref().map(|h| h.next),
+                self.parked.iter().map(|(deadline, _)| *deadline).min(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let wait =
                 next_deadline.map_or(forever, |d| d.saturating_duration_since(Instant::now()));
             // tour: hub-select
@@ -212,6 +227,7 @@ impl Hub {
                         self.deliver(&batch);
                         let published = self.history.keep(batch);
                         self.metrics.published.fetch_add(published, Ordering::Relaxed);
+                        self.unpark();
                     }
                     // The server holds a sender until the hub has ended: this is a
                     // bug, but the clients still get their close frame.
@@ -221,6 +237,9 @@ impl Hub {
                     }
                 },
                 default(wait) => {}
+            }
+            if !self.parked.is_empty() {
+                self.unpark();
             }
             if self.presence.due().is_some_and(|due| Instant::now() >= due) {
                 self.send_presence();
@@ -253,6 +272,35 @@ impl Hub {
     }
 
     fn join(&mut self, joining: Joining) {
+        // In a cluster, an id newer than any this node has read may be one that
+        // another node has just published: wait for the stream a moment.
+        if let (Some(_), Some(since)) = (&self.link, joining.subscription.since) {
+            if since > self.history.newest() {
+                self.parked.push((Instant::now() + RESUME_WAIT, joining));
+                return;
+            }
+        }
+        self.add(joining);
+    }
+
+    /// Joins the parked clients whose event has arrived, and those that have
+    /// waited long enough (they get a `reset`).
+    fn unpark(&mut self) {
+        let now = Instant::now();
+        let newest = self.history.newest();
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition(|(deadline, joining)| {
+                *deadline <= now || joining.subscription.since.is_none_or(|s| s <= newest)
+            });
+        self.parked = waiting;
+        for (_, joining) in ready {
+            self.add(joining);
+        }
+    }
+
+    /// Adds a client: writes its greeting, welcome and replay, and announces it.
+    fn add(&mut self, joining: Joining) {
         let Joining {
             sink,
             subscription,
@@ -669,6 +717,19 @@ impl Hub {
     /// stream. Each client's thread sees the peer's answer (or end of stream) and
     /// ends.
     fn close_all(&mut self) {
+        // The other nodes of a cluster hear that these clients have gone.
+        if let Some(link) = self.link.as_ref().filter(|link| link.state.is_up()) {
+            if !self.clients.is_empty() {
+                let leave = Publication::Leave {
+                    ids: self.clients.keys().copied().collect(),
+                    clients: self.clients_elsewhere(),
+                    reason: LeaveReason::Shutdown,
+                };
+                if link.presence_tx.send(leave).is_err() {
+                    log::warn!("the cluster's presence thread has stopped; no leave notice");
+                }
+            }
+        }
         let frame = frame::close_frame(CloseCode::Away, "server shutting down");
         for client in self.clients.values() {
             match &client.sink {

@@ -280,8 +280,9 @@ fn a_killed_node_stops_being_counted_and_the_others_go_on() {
     assert_eq!(next_event(&mut staying)["id"].as_u64(), Some(id));
 }
 
-/// SIGTERM on a node: its clients get 1001, the other nodes stop counting it at
-/// once (not after the key expires), and it exits 0 with no error in its log.
+/// SIGTERM on a node: its clients get 1001, the other nodes announce that they
+/// left (reason `shutdown`) and stop counting it at once (not after the key
+/// expires), and it exits 0 with no error in its log.
 #[test]
 fn a_node_stopped_with_sigterm_leaves_the_cluster_cleanly() {
     let Some(redis) = Redis::start() else { return };
@@ -309,10 +310,15 @@ fn a_node_stopped_with_sigterm_leaves_the_cluster_cleanly() {
     let stream = crate::util::tcp(format!("127.0.0.1:{ws_port}").parse().unwrap());
     let url = format!("ws://127.0.0.1:{ws_port}/echo");
     let (mut ws, _) = tungstenite::client::client(url.as_str(), stream).unwrap();
+    let welcome: serde_json::Value =
+        serde_json::from_str(ws.read().unwrap().to_text().unwrap()).unwrap();
+    let leaving = welcome["id"].clone();
+    let mut watcher = Client::connect(&survivor);
+    watcher.welcome();
     wait_for(
-        "the survivor to count the node's client",
+        "the survivor to count both clients",
         Duration::from_secs(5),
-        || metric(&survivor, "tickcast_cluster_clients") == 1,
+        || metric(&survivor, "tickcast_cluster_clients") == 2,
     );
     let term = Command::new("kill")
         .args(["-TERM", &node.id().to_string()])
@@ -333,6 +339,10 @@ fn a_node_stopped_with_sigterm_leaves_the_cluster_cleanly() {
     std::io::Read::read_to_string(&mut node.stderr.take().unwrap(), &mut log).unwrap();
     assert!(status.success(), "{status}: {log}");
     assert!(!log.contains("ERROR"), "{log}");
+    let leave = watcher.next_of_type("leave");
+    assert_eq!(leave["ids"], serde_json::json!([leaving]), "{leave}");
+    assert_eq!(leave["reason"], "shutdown");
+    assert_eq!(leave["clients"], 1);
     wait_for(
         "the survivor to stop counting it",
         Duration::from_secs(3),
@@ -342,6 +352,33 @@ fn a_node_stopped_with_sigterm_leaves_the_cluster_cleanly() {
         left.elapsed() < Duration::from_secs(3),
         "not the 5 s expiry"
     );
+}
+
+/// A client that resumes on a node with an id that node has not read yet (it
+/// was published on another node a moment ago, and this one is cut off for a
+/// moment) waits for the node to catch up, and gets the event: no `reset`.
+#[test]
+fn a_resume_with_an_id_the_node_has_not_read_yet_waits_for_it() {
+    let Some(split) = split(1000) else { return };
+    split.partition.cut();
+    wait_for(
+        "the cut-off node to say 503",
+        Duration::from_secs(5),
+        || healthz(&split.cut_off) == 503,
+    );
+    let before = publish_ok(&split.other, "seen elsewhere");
+    let missed = publish_ok(&split.other, "missed");
+    let node = &split.cut_off;
+    thread::scope(|s| {
+        let resuming = s.spawn(|| {
+            let mut client = Client::connect_path(node, &format!("/echo?since={before}"));
+            client.welcome();
+            next_event(&mut client)
+        });
+        split.partition.heal();
+        let first = resuming.join().unwrap();
+        assert_eq!(first["id"].as_u64(), Some(missed), "{first}");
+    });
 }
 
 /// Runs the binary with `args`, which must make it exit 2 at once with one
