@@ -10,7 +10,8 @@
 #    tests with the `redis` feature and tests/cluster/, which start real
 #    `redis-server`s. Without redis-server they say so and pass, except with
 #    CI=true, where they fail (.ci/run installs Debian's redis-server).
-# 3. `cargo build --release --features redis`, then tests/browser/e2e.mjs: it starts the release
+# 3. `cargo build --release --features redis`, then tests/browser/e2e.mjs (which
+#    also runs a redis-server, three nodes and scripts/nginx/cluster.conf): it starts the release
 #    binary on port 0, drives the page in headless Chromium through
 #    playwright-core, and stops the server again (by its PID) whatever happens.
 #

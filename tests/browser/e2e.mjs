@@ -46,24 +46,44 @@
 //      (to news and to another topic) while it is down, nginx comes back on the
 //      same port, and each page shows every news message exactly once, in
 //      order, none of the other topic, and no reset;
-//  11. the page raised no uncaught JavaScript error;
-//  12. the server exits with status 0 on SIGTERM (graceful shutdown).
+//  11. a cluster works behind scripts/nginx/cluster.conf, in seven checks: a
+//      real redis-server, three nodes started with --redis on it, each healthy
+//      on /healthz, and nginx in front of them start (cluster.mjs runs
+//      redis-server and nginx); the page connects through nginx and ticks;
+//      WebSocket and SSE clients opened through nginx land on every node (the
+//      node number in each welcome's client id, id >> 33), each node's
+//      tickcast_clients gauge agrees, and the nodes agree on every tick;
+//      messages published through nginx reach the page and every client on
+//      every node, in the same order with the same ids; a client resumes on any
+//      node (WebSocket ?since=, SSE Last-Event-ID); when the page's node stops,
+//      the page moves to another through nginx and shows every message once,
+//      with no reset; every node exits 0 on SIGTERM. Without redis-server these
+//      are skipped (and fail with CI=true);
+//  12. the page raised no uncaught JavaScript error;
+//  13. the server exits with status 0 on SIGTERM (graceful shutdown).
 //
 // How: it starts the binary on port 0 for both listeners, reads the page URL the
 // server logs on stderr, and drives Debian's Chromium through playwright-core (no
 // browser download: the executable is /usr/bin/chromium, or $CHROMIUM_PATH).
 // The lost-server check runs a server of its own, stops it, and starts it again on
-// the ports it had. Every wait has a timeout; nothing sleeps. On failure it prints
-// the server's stderr and exits 1. Every server is stopped, by its PID, in `finally`.
+// the ports it had; the cluster checks run three of their own. Every wait has a
+// timeout; nothing sleeps but the polls of /healthz, /metrics and a listening
+// port, which have no other signal. On failure it prints the server's stderr
+// and exits 1. Every server, redis-server and nginx is stopped, by its PID, in
+// `finally`.
 //
 // Environment:
 //   TICKCAST_BIN   the binary to test (default: ../../target/release/tickcast)
 //   CHROMIUM_PATH  the browser (default: /usr/bin/chromium)
-//   NGINX_PATH     nginx for the TLS proxy check (default: /usr/sbin/nginx)
+//   NGINX_PATH     nginx for the proxy checks (default: /usr/sbin/nginx)
+//   REDIS_SERVER_PATH  redis-server for the cluster checks (default: the one on
+//                  the PATH); TICKCAST_BIN must then be built with --features redis
+//   CI             `true` makes a missing redis-server a failure, not a skip
 //   RUST_LOG       passed to the server (default: info; the page URL is an info line)
 //
 // The last line printed is `browser: N passed, N failed` (plus `, N skipped` when
-// a check could not run because an earlier one it depends on failed).
+// a check could not run: an earlier one it depends on failed, or a tool it needs
+// is missing).
 
 import { spawn } from "node:child_process";
 import http from "node:http";
@@ -71,6 +91,7 @@ import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { REDIS_SERVER, findRedisServer, running as helpersForWatchdog, startClusterNginx, startRedis } from "./cluster.mjs";
 import { freePort, startNginx } from "./nginx.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -91,6 +112,9 @@ const elapsed = (since = startedAt) => `${((Date.now() - since) / 1000).toFixed(
 /** Results in order: { name, status: "pass" | "fail" | "skip", ms, error }. */
 const results = [];
 
+/** Thrown by a check that cannot run here (a tool it needs is missing): it counts as skipped. */
+class Skip extends Error {}
+
 /**
  * Runs one check. A check whose `needs` includes a failed or skipped check is
  * skipped: its failure would only repeat the earlier one.
@@ -108,6 +132,11 @@ async function check(name, needs, body) {
     results.push({ name, status: "pass", ms: Date.now() - t0 });
     console.log(`ok    ${name} (${elapsed(t0)})`);
   } catch (e) {
+    if (e instanceof Skip) {
+      results.push({ name, status: "skip", ms: Date.now() - t0, error: e.message });
+      console.log(`skip  ${name} (${e.message})`);
+      return;
+    }
     results.push({ name, status: "fail", ms: Date.now() - t0, error: e });
     console.log(`FAIL  ${name} (${elapsed(t0)}): ${firstLine(e)}`);
   }
@@ -126,16 +155,17 @@ function timeout(ms, what) {
 
 /**
  * Starts the server, by default on port 0 for both listeners (a restart passes the
- * addresses the first run got). Returns the child process, a getter for everything
- * it wrote so far, and a promise of its exit status.
+ * addresses the first run got), with more flags in `args` and environment
+ * variables in `env`. Returns the child process, a getter for everything it
+ * wrote so far, and a promise of its exit status.
  */
-function startServer({ interval = "250ms", wsAddr = "127.0.0.1:0", httpAddr = "127.0.0.1:0" } = {}) {
+function startServer({ interval = "250ms", wsAddr = "127.0.0.1:0", httpAddr = "127.0.0.1:0", args = [], env = {} } = {}) {
   const child = spawn(
     BIN,
-    ["--ws-addr", wsAddr, "--http-addr", httpAddr, "--interval", interval],
+    ["--ws-addr", wsAddr, "--http-addr", httpAddr, "--interval", interval, ...args],
     {
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info" },
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info", ...env },
     },
   );
   serversForWatchdog.add(child);
@@ -362,12 +392,14 @@ function statusProblems({ want, liveLook, explain }) {
 
 /**
  * Publishes `body` with POST /publish on tickcast's own HTTP port (`base`, the
- * page URL: loopback, so no token is needed), to `topic` if given, as any backend
- * would; returns the event id.
+ * page URL: loopback, so no token is needed) or through a proxy (with `token`,
+ * the nodes' --publish-token), to `topic` if given, as any backend would;
+ * returns the event id.
  */
-async function publish(base, body, topic) {
+async function publish(base, body, topic, token) {
   const target = new URL(topic ? `publish?topic=${encodeURIComponent(topic)}` : "publish", base);
-  const response = await fetch(target, { method: "POST", body, signal: AbortSignal.timeout(WAIT_TIMEOUT_MS) });
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  const response = await fetch(target, { method: "POST", body, headers, signal: AbortSignal.timeout(WAIT_TIMEOUT_MS) });
   const answer = await response.text();
   if (response.status !== 202) throw new Error(`POST ${target}: ${response.status} ${answer}`);
   return JSON.parse(answer).id;
@@ -409,6 +441,390 @@ async function waitStatus(page, want, liveLook, which = "WebSocket") {
   } catch (e) {
     const problems = await page.evaluate(statusProblems, { want, liveLook, explain: true });
     throw new Error(`${which} page not ${want} after ${WAIT_TIMEOUT_MS} ms: ${problems.join("; ")}`);
+  }
+}
+
+/** The node a client id belongs to: its high bits, id >> 33 (past the 32 bits that `>>` handles). */
+function nodeOf(id) {
+  return Math.floor(id / 2 ** 33);
+}
+
+/** Waits until `base`/healthz answers 200 (a node answers 503 until it is in its cluster). */
+async function waitHealthy(base) {
+  const deadline = Date.now() + WAIT_TIMEOUT_MS;
+  for (;;) {
+    const status = await fetch(new URL("healthz", base), { signal: AbortSignal.timeout(1_000) }).then(
+      (response) => response.status,
+      (e) => e.message,
+    );
+    if (status === 200) return;
+    if (Date.now() > deadline) throw new Error(`${base}healthz still answers ${status} after ${WAIT_TIMEOUT_MS} ms`);
+    // /healthz is the only signal there is: ask again.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** The `tickcast_clients` gauge on `base`/metrics: the clients connected to that node. */
+async function clientsGauge(base) {
+  const response = await fetch(new URL("metrics", base), { signal: AbortSignal.timeout(WAIT_TIMEOUT_MS) });
+  const m = (await response.text()).match(/^tickcast_clients (\d+)$/m);
+  if (!m) throw new Error(`${base}metrics has no tickcast_clients gauge`);
+  return Number(m[1]);
+}
+
+/**
+ * Runs in a page: opens a client for each of `targets` ({ kind: "websocket" |
+ * "sse", url }), kept in window.clients[name]. Each records its welcome, its
+ * published messages (with the SSE event id), any reset, and its ticks (seq →
+ * time).
+ */
+function openClients({ name, targets }) {
+  window.clients = window.clients || {};
+  window.clients[name] = targets.map(({ kind, url }) => {
+    const client = { kind, url, welcome: null, messages: [], resets: [], ticks: {} };
+    const record = (text, lastEventId = null) => {
+      const msg = JSON.parse(text);
+      if (msg.type === "welcome") client.welcome = msg;
+      if (msg.type === "message") client.messages.push({ id: msg.id, data: msg.data, lastEventId });
+      if (msg.type === "reset") client.resets.push(msg);
+      if (msg.type === "tick") client.ticks[msg.seq] = msg.time;
+    };
+    if (kind === "websocket") {
+      new WebSocket(url).onmessage = (event) => record(event.data);
+    } else {
+      const events = new EventSource(url);
+      for (const type of ["welcome", "tick", "reset"]) events.addEventListener(type, (event) => record(event.data));
+      events.onmessage = (event) => record(event.data, event.lastEventId);
+    }
+    return client;
+  });
+}
+
+/**
+ * Waits until every client of window.clients[name] satisfies `done(client, arg)`,
+ * which runs in the page too, so it may use nothing but its arguments; returns
+ * the clients. On timeout, says which clients still wait and what each got.
+ */
+async function waitClients(page, name, done, arg) {
+  const allDone = ({ name, done, arg }) => {
+    const isDone = new Function(`return ${done}`)();
+    return window.clients[name].every((client) => isDone(client, arg));
+  };
+  try {
+    await page.waitForFunction(allDone, { name, done: done.toString(), arg }, { timeout: WAIT_TIMEOUT_MS });
+  } catch (e) {
+    const clients = await page.evaluate((name) => window.clients[name], name);
+    const late = clients
+      .filter((client) => !done(client, arg))
+      .map(({ kind, url, welcome, messages, resets, ticks }) => {
+        const who = welcome ? `client ${welcome.id} on node ${nodeOf(welcome.id)}` : "client never welcomed";
+        const got = `${JSON.stringify(messages)}, ${resets.length} reset(s), ${Object.keys(ticks).length} tick(s)`;
+        return `${kind} ${who} (${url}) got messages ${got}`;
+      });
+    throw new Error(`after ${WAIT_TIMEOUT_MS} ms, ${late.length} of ${clients.length} clients still wait: ${late.join("; ")}`);
+  }
+  return page.evaluate((name) => window.clients[name], name);
+}
+
+/** The published messages whose text ends with `tag`, as { id, text }. */
+function tagged(messages, tag) {
+  return messages.filter((m) => m.data?.text?.endsWith(tag)).map((m) => ({ id: m.id, text: m.data.text }));
+}
+
+/**
+ * Reads `base`/events as a client that resumes after `lastEventId` (sent in the
+ * Last-Event-ID header, as an EventSource does when it reconnects), until
+ * `enough(messages)`; returns the published messages and resets it got.
+ */
+async function resumeEvents(base, lastEventId, enough) {
+  const stop = new AbortController();
+  const timer = setTimeout(() => stop.abort(), WAIT_TIMEOUT_MS);
+  const got = { messages: [], resets: [] };
+  try {
+    const response = await fetch(new URL("events", base), {
+      headers: { "Last-Event-ID": String(lastEventId) },
+      signal: stop.signal,
+    });
+    if (response.status !== 200) throw new Error(`GET ${base}events: ${response.status}`);
+    const decoder = new TextDecoder();
+    let text = "";
+    for await (const chunk of response.body) {
+      // Whole events only: each ends with an empty line.
+      const blocks = (text + decoder.decode(chunk, { stream: true })).split("\n\n");
+      text = blocks.pop();
+      for (const block of blocks) {
+        const data = block.match(/^data: (\{.*)$/m)?.[1];
+        const msg = data ? JSON.parse(data) : null;
+        if (msg?.type === "message") got.messages.push({ id: msg.id, data: msg.data });
+        if (msg?.type === "reset") got.resets.push(msg);
+      }
+      if (enough(got.messages)) return got;
+    }
+    throw new Error(`${base}events ended early`);
+  } catch (e) {
+    if (!stop.signal.aborted) throw e;
+    throw new Error(`${base}events after ${lastEventId}: only ${JSON.stringify(got)} after ${WAIT_TIMEOUT_MS} ms`);
+  } finally {
+    clearTimeout(timer);
+    stop.abort();
+  }
+}
+
+/**
+ * The cluster checks: redis-server, three nodes on it and nginx with
+ * scripts/nginx/cluster.conf in front of them, then the page and clients
+ * through nginx. Everything they start is stopped, by its PID, in `finally`.
+ */
+async function clusterChecks(browser, pageErrors) {
+  const SETUP = "cluster: redis-server, three nodes and nginx (scripts/nginx/cluster.conf) start";
+  const PAGE = "cluster: the page connects through nginx and ticks";
+  const SPREAD = "cluster: WebSocket and SSE clients through nginx land on every node";
+  const PUBLISH = "cluster: a publish through nginx reaches the page and every client on every node, with one id";
+  const RESUME = "cluster: a client resumes on any node (WebSocket ?since=, SSE Last-Event-ID)";
+  const MOVE = "cluster: the page moves to another node when its node stops, missing nothing";
+  const EXIT = "cluster: every node exits 0 on SIGTERM";
+  const cluster = { redis: null, nodes: [], proxy: null, context: null, page: null, clientsPage: null, published: null };
+  const token = `e2e-${process.pid}-${Date.now()}`;
+  const describe = (node) => `node ${node.number} (${node.url})`;
+  // A failure says what the cluster's processes said.
+  const withLogs = (body) => async () => {
+    try {
+      await body();
+    } catch (e) {
+      if (e instanceof Skip) throw e;
+      for (const node of cluster.nodes) e.message += `\n--- ${describe(node)} ---\n${node.server.output()}`;
+      if (cluster.proxy) e.message += `\n--- nginx ---\n${await cluster.proxy.log()}`;
+      throw e;
+    }
+  };
+
+  try {
+    await check(
+      SETUP,
+      [],
+      withLogs(async () => {
+        const redisServer = await findRedisServer();
+        if (!redisServer) {
+          const how = "install it with `apt-get install redis-server` (Debian/Ubuntu) or set REDIS_SERVER_PATH";
+          if (process.env.CI === "true") throw new Error(`${REDIS_SERVER} not found, and CI needs the cluster checks: ${how}`);
+          throw new Skip(`${REDIS_SERVER} not found: ${how} to run the cluster checks`);
+        }
+        cluster.redis = await startRedis({ command: redisServer, timeoutMs: STARTUP_TIMEOUT_MS });
+        // A key prefix of this run's own; the token lets a publish through nginx in.
+        const key = `tickcast-e2e-${process.pid}-${Date.now()}`;
+        for (let i = 0; i < 3; i++) {
+          const args = ["--redis", cluster.redis.url, "--redis-key", key];
+          cluster.nodes.push({ server: startServer({ args, env: { TICKCAST_PUBLISH_TOKEN: token } }) });
+        }
+        for (const node of cluster.nodes) {
+          node.url = await pageUrl(node.server);
+          node.wsPort = await wsPort(node.server);
+          node.number = Number((await logged(node.server, /cluster: node (\d+)/))[1]);
+        }
+        if (new Set(cluster.nodes.map((node) => node.number)).size !== 3) {
+          throw new Error(`the nodes took numbers ${cluster.nodes.map((node) => node.number).join(", ")}`);
+        }
+        for (const node of cluster.nodes) await waitHealthy(node.url);
+        cluster.proxy = await startClusterNginx({
+          confPath: path.join(REPO, "scripts/nginx/cluster.conf"),
+          wsPorts: cluster.nodes.map((node) => node.wsPort),
+          httpPorts: cluster.nodes.map((node) => Number(new URL(node.url).port)),
+          timeoutMs: WAIT_TIMEOUT_MS,
+        });
+        const nodes = cluster.nodes.map(describe).join(", ");
+        console.log(`cluster: ${cluster.redis.url} (pid ${cluster.redis.pid}), ${nodes}, nginx at ${cluster.proxy.url}`);
+        cluster.context = await browser.newContext({ locale: "en-US" });
+        cluster.context.setDefaultTimeout(WAIT_TIMEOUT_MS);
+        cluster.context.setDefaultNavigationTimeout(WAIT_TIMEOUT_MS);
+      }),
+    );
+
+    await check(
+      PAGE,
+      [SETUP],
+      withLogs(async () => {
+        const { proxy } = cluster;
+        const page = (cluster.page = await cluster.context.newPage());
+        page.on("pageerror", (e) => pageErrors.push(`${proxy.url} (cluster): ${e.message}`));
+        await page.goto(proxy.url);
+        await waitConnected(page);
+        // The WebSocket on nginx's port, as the /config.json nginx answers says.
+        await page.locator("#log li.ok", { hasText: `connected to ws://127.0.0.1:${proxy.port}/echo` }).waitFor();
+        await waitClockTicks(page);
+      }),
+    );
+
+    await check(
+      SPREAD,
+      [SETUP, PAGE],
+      withLogs(async () => {
+        const { proxy, nodes } = cluster;
+        // Clients opened from a page of nginx's origin: its /config.json, which
+        // nginx answers itself, so the page opens no client of its own.
+        const page = (cluster.clientsPage = await cluster.context.newPage());
+        page.on("pageerror", (e) => pageErrors.push(`${proxy.url}config.json (cluster clients): ${e.message}`));
+        await page.goto(new URL("config.json", proxy.url).href);
+        const ws = { kind: "websocket", url: `ws://127.0.0.1:${proxy.port}/echo` };
+        const sse = { kind: "sse", url: new URL("events", proxy.url).href };
+        // Six and three: Chromium opens at most six HTTP/1.1 connections to one
+        // host, and the SSE streams are among them.
+        await page.evaluate(openClients, { name: "spread", targets: [...Array(6).fill(ws), ...Array(3).fill(sse)] });
+        // Welcomed, and two ticks each, to compare ticks across nodes.
+        const clients = await waitClients(page, "spread", (c) => c.welcome && Object.keys(c.ticks).length >= 2);
+        const numbers = nodes.map((node) => node.number);
+        for (const kind of ["websocket", "sse"]) {
+          const landed = clients.filter((c) => c.kind === kind).map((c) => nodeOf(c.welcome.id));
+          const strangers = landed.filter((n) => !numbers.includes(n));
+          if (strangers.length > 0) {
+            throw new Error(`${kind} client ids name nodes ${strangers.join(", ")}, not ours (${numbers.join(", ")})`);
+          }
+          const missed = nodes.filter((node) => !landed.includes(node.number)).map(describe);
+          if (missed.length > 0) {
+            throw new Error(`${kind} clients through nginx landed on nodes [${landed}], none on ${missed.join(", ")}`);
+          }
+        }
+        // Each node counts the clients whose welcomes name it, the page's own too.
+        const ids = [Number(await cluster.page.textContent("#me")), ...clients.map((c) => c.welcome.id)];
+        const expected = nodes.map((node) => ids.filter((id) => nodeOf(id) === node.number).length);
+        const deadline = Date.now() + WAIT_TIMEOUT_MS;
+        for (;;) {
+          const gauges = await Promise.all(nodes.map((node) => clientsGauge(node.url)));
+          if (JSON.stringify(gauges) === JSON.stringify(expected)) break;
+          if (Date.now() > deadline) {
+            throw new Error(`tickcast_clients per node is [${gauges}], the welcomes say [${expected}]`);
+          }
+          // A join may still be on its way to a gauge: ask again.
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        // Ticks stay local to each node, but every node sends the same one.
+        const times = new Map();
+        for (const client of clients) {
+          for (const [seq, time] of Object.entries(client.ticks)) {
+            if (times.has(seq) && times.get(seq) !== time) {
+              throw new Error(`tick ${seq} says ${time} on node ${nodeOf(client.welcome.id)}, ${times.get(seq)} elsewhere`);
+            }
+            times.set(seq, time);
+          }
+        }
+      }),
+    );
+
+    await check(
+      PUBLISH,
+      [SETUP, SPREAD],
+      withLogs(async () => {
+        const { proxy, page, clientsPage } = cluster;
+        const tag = `${process.pid}-${Date.now()}`;
+        const texts = [1, 2, 3].map((i) => `cluster ${i} ${tag}`);
+        // Three POSTs, one connection each: nginx spreads them over the nodes too.
+        const ids = [];
+        for (const text of texts) ids.push(await publish(proxy.url, JSON.stringify({ text }), undefined, token));
+        cluster.published = { tag, texts, ids };
+        const want = JSON.stringify(texts.map((text, i) => ({ id: ids[i], text })));
+        const done = (c, tag) => c.messages.filter((m) => m.data?.text?.endsWith(tag)).length >= 3;
+        for (const client of await waitClients(clientsPage, "spread", done, tag)) {
+          const where = `${client.kind} client ${client.welcome.id} on node ${nodeOf(client.welcome.id)}`;
+          const got = JSON.stringify(tagged(client.messages, tag));
+          if (got !== want) throw new Error(`${where} got ${got}, not ${want}`);
+          const sseIds = client.messages.filter((m) => m.data?.text?.endsWith(tag)).map((m) => m.lastEventId);
+          if (client.kind === "sse" && JSON.stringify(sseIds) !== JSON.stringify(ids.map(String))) {
+            throw new Error(`${where}: SSE ids ${sseIds.join(", ")}, not ${ids.join(", ")}`);
+          }
+        }
+        // The page, on whichever node it landed, shows each once, in order.
+        await page.locator("#log li.message", { hasText: texts[2] }).waitFor();
+        const shown = JSON.stringify((await messagesOn(page)).filter((text) => text.includes(tag)));
+        const wanted = JSON.stringify(texts.map((text) => `message: ${JSON.stringify({ text })}`));
+        if (shown !== wanted) throw new Error(`the page shows ${shown}, not ${wanted}`);
+      }),
+    );
+
+    await check(
+      RESUME,
+      [SETUP, PUBLISH],
+      withLogs(async () => {
+        // A client that saw the event just before the three publishes comes back
+        // straight to each node in turn: each must send exactly those three, with
+        // their ids, and no reset.
+        const { nodes, clientsPage } = cluster;
+        const { tag, texts, ids } = cluster.published;
+        const since = ids[0] - 1;
+        const want = JSON.stringify(texts.map((text, i) => ({ id: ids[i], text })));
+        const targets = nodes.map((node) => ({ kind: "websocket", url: `ws://127.0.0.1:${node.wsPort}/echo?since=${since}` }));
+        await clientsPage.evaluate(openClients, { name: "resume", targets });
+        const done = (c, tag) => c.resets.length > 0 || c.messages.filter((m) => m.data?.text?.endsWith(tag)).length >= 3;
+        const resumed = await waitClients(clientsPage, "resume", done, tag);
+        for (const [i, node] of nodes.entries()) {
+          const sse = await resumeEvents(node.url, since, (messages) => tagged(messages, tag).length >= 3);
+          for (const [how, got] of [["WebSocket ?since=", resumed[i]], ["SSE Last-Event-ID:", sse]]) {
+            const mine = JSON.stringify(tagged(got.messages, tag));
+            if (got.resets.length > 0 || mine !== want) {
+              const resets = JSON.stringify(got.resets);
+              throw new Error(`${describe(node)}, ${how} ${since}: got ${mine} and resets ${resets}, not ${want}`);
+            }
+          }
+        }
+      }),
+    );
+
+    await check(
+      MOVE,
+      [SETUP, PAGE],
+      withLogs(async () => {
+        // The page's node stops (as for an upgrade): nginx finds it gone and sends
+        // the page's next connection to another node, where it resumes from the
+        // last event it saw, though that node never sent it a thing.
+        const { proxy, page, nodes } = cluster;
+        const tag = `${process.pid}-${Date.now()}`;
+        const texts = ["before the stop", "while it moves", "after the move"].map((what) => `${what} ${tag}`);
+        const send = (text) => publish(proxy.url, JSON.stringify({ text }), undefined, token);
+        await send(texts[0]);
+        await page.locator("#log li.message", { hasText: texts[0] }).waitFor();
+        const first = await page.textContent("#me");
+        const gone = nodes.find((node) => node.number === nodeOf(Number(first)));
+        if (!gone) throw new Error(`the page's client id ${first} names no node of ours`);
+        const { code, signal } = await stopServer(gone.server);
+        if (code !== 0) throw new Error(`${describe(gone)}: exit code ${code}, signal ${signal}`);
+        await send(texts[1]);
+        // A new welcome, from another node.
+        await page.waitForFunction(
+          (first) => {
+            const me = document.querySelector("#me").textContent;
+            return /^\d+$/.test(me) && me !== first;
+          },
+          first,
+          { timeout: WAIT_TIMEOUT_MS },
+        );
+        const second = Number(await page.textContent("#me"));
+        if (nodeOf(second) === gone.number) throw new Error(`the page came back as ${second}, on the stopped node`);
+        await waitConnected(page);
+        await send(texts[2]);
+        await page.locator("#log li.message", { hasText: texts[2] }).waitFor();
+        const shown = JSON.stringify((await messagesOn(page)).filter((text) => text.includes(tag)));
+        const wanted = JSON.stringify(texts.map((text) => `message: ${JSON.stringify({ text })}`));
+        if (shown !== wanted) throw new Error(`the page shows ${shown}, not ${wanted}`);
+        const resets = await page.locator("#log li.status", { hasText: "reset:" }).count();
+        if (resets > 0) throw new Error(`the page shows ${resets} reset(s), though nothing was lost`);
+      }),
+    );
+
+    await check(
+      EXIT,
+      [SETUP],
+      withLogs(async () => {
+        // (The node the check before stopped was checked there.)
+        for (const node of cluster.nodes) {
+          const { code, signal, error } = await stopServer(node.server);
+          if (error) throw error;
+          if (code !== 0) throw new Error(`${describe(node)}: exit code ${code}, signal ${signal}`);
+        }
+      }),
+    );
+  } finally {
+    if (cluster.context) await cluster.context.close().catch((e) => console.log(`warning: ${firstLine(e)}`));
+    if (cluster.proxy) await cluster.proxy.stop();
+    for (const node of cluster.nodes) await stopServer(node.server).catch((e) => console.log(`warning: ${firstLine(e)}`));
+    if (cluster.redis) await cluster.redis.stop();
   }
 }
 
@@ -804,6 +1220,8 @@ async function main() {
       }
     });
 
+    await clusterChecks(browser, pageErrors);
+
     await check("no uncaught page errors", [], async () => {
       if (pageErrors.length > 0) throw new Error(pageErrors.join("; "));
     });
@@ -840,11 +1258,13 @@ async function main() {
 
 // Last resort against a hang the per-wait timeouts did not catch (say, the browser
 // never answering). `main`'s own `finally` cannot run in that case, so stop the
-// server here by its PID before exiting.
+// servers here by their PIDs before exiting, and the cluster's redis-server and
+// nginx (SIGTERM: nginx's master then stops its workers).
 const serversForWatchdog = new Set();
 const watchdog = setTimeout(() => {
   console.log(`FAIL  whole run timed out after ${OVERALL_TIMEOUT_MS} ms`);
   for (const child of serversForWatchdog) child.kill("SIGKILL");
+  for (const child of helpersForWatchdog) child.kill("SIGTERM");
   console.log("browser: 0 passed, 1 failed");
   process.exit(1);
 }, OVERALL_TIMEOUT_MS);
