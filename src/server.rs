@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, unbounded, Sender};
@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::publisher::Publisher;
 use crate::registry::Registry;
 use crate::shared::Shared;
-use crate::shutdown::{connectable, StopFlag};
+use crate::shutdown::{connectable, spawn_named, StopFlag};
 
 use crate::{ticker, Config, Error};
 
@@ -253,13 +253,7 @@ impl Server {
         name: &'static str,
         body: impl FnOnce() + Send + 'static,
     ) -> Result<(), Error> {
-        let handle = thread::Builder::new()
-            .name(name.to_string())
-            .spawn(body)
-            .map_err(|source| Error::Spawn {
-                thread: name.to_string(),
-                source,
-            })?;
+        let handle = spawn_named(name, body)?;
         self.threads.push((name, handle));
         Ok(())
     }

@@ -14,6 +14,8 @@
 //! | `hub-fan-out` | nothing | ends with each broadcast |
 //! | `flash-<n>` | `read`, under a 3 s deadline | ends by itself; the flash listener joins it |
 //! | `stdin` (binary, `--stdin`) | `read` on standard input | not woken: the process exits |
+//! | `cluster-reader` (with `--redis`) | `XREAD BLOCK` on its Redis socket, or a backoff on its stop channel | the cluster shuts its socket down and drops the channel's other end |
+//! | `cluster-keeper` (with `--redis`) | `select!` on the hub's notices and its stop channel | the cluster drops the channel's other end, after the hub has ended |
 //!
 //! [`crate::Server::shutdown`] does it in this order: stop accepting WebSocket
 //! clients, stop the ticker, let the hub close every client, wait up to a second
@@ -23,7 +25,25 @@
 use std::io::Read;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+
+use crate::Error;
+
+/// Starts a thread named `name` (the name shows in logs and debuggers), for
+/// the server to join at shutdown.
+pub(crate) fn spawn_named(
+    name: &str,
+    body: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, Error> {
+    thread::Builder::new()
+        .name(name.to_string())
+        .spawn(body)
+        .map_err(|source| Error::Spawn {
+            thread: name.to_string(),
+            source,
+        })
+}
 
 /// A flag that goes up once and stays up: "stop".
 #[derive(Debug, Default)]

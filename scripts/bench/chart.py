@@ -13,8 +13,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-SERVERS = ["tickcast", "tokio", "node"]
-LABELS = {"tickcast": "tickcast (threads)", "tokio": "tokio-tungstenite", "node": "Node ws"}
+SERVERS = ["tickcast", "tokio", "tokio-tuned", "node"]
+LABELS = {"tickcast": "tickcast (threads)", "tokio": "tokio-tungstenite",
+          "tokio-tuned": "tokio-tungstenite, 4 KiB read buffer", "node": "Node ws"}
 
 
 def main(csv_path, png_path):

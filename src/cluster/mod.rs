@@ -60,7 +60,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::{self, JoinHandle};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, select, unbounded, Receiver, RecvTimeoutError, Sender};
@@ -68,6 +68,7 @@ use crossbeam_channel::{bounded, select, unbounded, Receiver, RecvTimeoutError, 
 use crate::hub::{Broadcast, ClusterLink, ClusterState, Publication};
 use crate::metrics::Metrics;
 use crate::publisher::EventLog;
+use crate::shutdown::spawn_named;
 use crate::wire::message::{self, ClientId};
 use crate::Error;
 use resp::{Connection, Reply, RespError, Stopper};
@@ -271,8 +272,11 @@ impl Node {
             stopper,
             threads: Vec::new(),
         };
-        cluster.spawn("cluster-reader", move || reader.run())?;
-        cluster.spawn("cluster-keeper", move || keeper.run())?;
+        // If the keeper cannot start, dropping `cluster` stops the reader.
+        let reader = spawn_named("cluster-reader", move || reader.run())?;
+        cluster.threads.push(("cluster-reader", reader));
+        let keeper = spawn_named("cluster-keeper", move || keeper.run())?;
+        cluster.threads.push(("cluster-keeper", keeper));
         Ok(cluster)
     }
 }
@@ -289,22 +293,6 @@ pub(crate) struct Cluster {
 }
 
 impl Cluster {
-    fn spawn(
-        &mut self,
-        name: &'static str,
-        body: impl FnOnce() + Send + 'static,
-    ) -> Result<(), Error> {
-        let handle = thread::Builder::new()
-            .name(name.into())
-            .spawn(body)
-            .map_err(|source| Error::Spawn {
-                thread: name.into(),
-                source,
-            })?;
-        self.threads.push((name, handle));
-        Ok(())
-    }
-
     /// Shutdown's first step: publishes fail with [`Error::Stopped`] from now on.
     /// The threads go on, to carry the hub's last leave notice to the others.
     pub(crate) fn stop_publishing(&self) {

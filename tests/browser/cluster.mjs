@@ -8,23 +8,21 @@
 // and the six node addresses (each must occur exactly once, so a config edited
 // out of shape fails the test instead of silently testing less).
 //
-// Both run in the foreground as our children; stop() ends each by its PID
-// (SIGTERM, then SIGKILL after 5 s) and removes its folder. `running` holds
-// every one not yet exited, for e2e.mjs's last-resort watchdog.
+// Both run in the foreground as our children (child.mjs); stop() ends each by
+// its PID (SIGTERM, then SIGKILL after 5 s) and removes its folder.
 
-import { spawn } from "node:child_process";
 import { constants } from "node:fs";
 import { access, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { NGINX, freePort } from "./nginx.mjs";
+import { startChild } from "./child.mjs";
+import { NGINX, freePort, writeMainConf } from "./nginx.mjs";
 
 /** The redis-server to run: $REDIS_SERVER_PATH, or the one on the PATH. */
 export const REDIS_SERVER = process.env.REDIS_SERVER_PATH || "redis-server";
 
-/** Every redis-server and nginx started here that has not exited yet. */
-export const running = new Set();
+export { running } from "./child.mjs";
 
 /** Where `REDIS_SERVER` is, or null when it is not installed. */
 export async function findRedisServer() {
@@ -37,36 +35,6 @@ export async function findRedisServer() {
   return null;
 }
 
-/**
- * Starts `command` in the foreground in `dir`, as a child that stop() ends by its
- * PID; `output()` is everything it wrote so far.
- */
-function startChild(command, args, dir) {
-  const child = spawn(command, args, { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
-  running.add(child);
-  let output = "";
-  child.stdout.setEncoding("utf8").on("data", (s) => (output += s));
-  child.stderr.setEncoding("utf8").on("data", (s) => (output += s));
-  let gone = false;
-  const exited = new Promise((resolve) => {
-    child.on("exit", () => resolve((gone = true)));
-    child.on("error", (e) => {
-      output += `cannot start ${command}: ${e.message}\n`;
-      resolve((gone = true));
-    });
-  });
-  exited.then(() => running.delete(child));
-  const stop = async () => {
-    if (!gone) {
-      child.kill("SIGTERM");
-      const killer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-      await exited;
-      clearTimeout(killer);
-    }
-    await rm(dir, { recursive: true, force: true });
-  };
-  return { child, output: () => output, gone: () => gone, exited, stop };
-}
 
 /** Waits until `ready()` is true, asking again every 50 ms; throws `what` at the deadline. */
 async function poll(ready, deadline, what) {
@@ -147,26 +115,8 @@ export async function startClusterNginx({ confPath, wsPorts, httpPorts, timeoutM
   });
   const dir = await mkdtemp(path.join(os.tmpdir(), "tickcast-nginx-cluster-"));
   await writeFile(path.join(dir, file), conf);
-  const temp = (name) => `${name}_temp_path ${path.join(dir, name)};`;
-  // As root, nginx's workers would switch to `nobody`, who cannot read our 0700
-  // folder; keep them as the user running the test.
-  const user = process.getuid && process.getuid() === 0 ? "user root;" : "";
-  await writeFile(
-    path.join(dir, "nginx.conf"),
-    `${user}
-daemon off;
-worker_processes 1;
-pid ${path.join(dir, "nginx.pid")};
-error_log ${path.join(dir, "error.log")} warn;
-events { worker_connections 256; }
-http {
-    access_log off;
-    ${temp("client_body")} ${temp("proxy")} ${temp("fastcgi")} ${temp("uwsgi")} ${temp("scgi")}
-    include ${path.join(dir, file)};
-}
-`,
-  );
-  const nginx = startChild(NGINX, ["-p", dir, "-c", path.join(dir, "nginx.conf"), "-e", path.join(dir, "error.log")], dir);
+  const args = await writeMainConf(dir, file, 256);
+  const nginx = startChild(NGINX, args, dir);
   const log = async () => nginx.output() + (await readFile(path.join(dir, "error.log"), "utf8").catch(() => ""));
   try {
     // nginx has no readiness signal but the listening socket itself.

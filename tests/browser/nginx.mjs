@@ -11,11 +11,12 @@
 // temporary folder; stop() ends it by its PID (SIGQUIT or, to cut every
 // connection at once, SIGTERM; then SIGKILL).
 
-import { execFileSync, spawn } from "node:child_process";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { startChild } from "./child.mjs";
 
 export const NGINX = process.env.NGINX_PATH || "/usr/sbin/nginx";
 
@@ -61,6 +62,34 @@ function swap(text, from, to) {
  * stop() is nginx's graceful quit, stop({ fast: true }) its fast shutdown, which
  * cuts every open connection at once, as a crashed or restarted proxy does.
  */
+/**
+ * Writes `dir`/nginx.conf: nginx in the foreground, everything it writes (pid,
+ * log, temporary files) inside `dir`, and `include` (a file in `dir`) as its
+ * only `http` content. Returns nginx's arguments to run it with.
+ */
+export async function writeMainConf(dir, include, workerConnections) {
+  const temp = (name) => `${name}_temp_path ${path.join(dir, name)};`;
+  // As root, nginx's workers would switch to `nobody`, who cannot read our 0700
+  // folder; keep them as the user running the test.
+  const user = process.getuid && process.getuid() === 0 ? "user root;" : "";
+  await writeFile(
+    path.join(dir, "nginx.conf"),
+    `${user}
+daemon off;
+worker_processes 1;
+pid ${path.join(dir, "nginx.pid")};
+error_log ${path.join(dir, "error.log")} warn;
+events { worker_connections ${workerConnections}; }
+http {
+    access_log off;
+    ${temp("client_body")} ${temp("proxy")} ${temp("fastcgi")} ${temp("uwsgi")} ${temp("scgi")}
+    include ${path.join(dir, include)};
+}
+`,
+  );
+  return ["-p", dir, "-c", path.join(dir, "nginx.conf"), "-e", path.join(dir, "error.log")];
+}
+
 export async function startNginx({ snippetPath, wsPort, httpPort, timeoutMs, port: wanted }) {
   const dir = await mkdtemp(path.join(os.tmpdir(), "tickcast-nginx-"));
   const cert = path.join(dir, "cert.pem");
@@ -78,51 +107,13 @@ export async function startNginx({ snippetPath, wsPort, httpPort, timeoutMs, por
   server = swap(server, "/etc/ssl/certs/tickcast.pem", cert);
   server = swap(server, "/etc/ssl/private/tickcast.key", key);
   await writeFile(path.join(dir, "tickcast.conf"), server);
-  const temp = (name) => `${name}_temp_path ${path.join(dir, name)};`;
-  // As root, nginx's workers would switch to `nobody`, who cannot read our 0700
-  // folder; keep them as the user running the test.
-  const user = process.getuid && process.getuid() === 0 ? "user root;" : "";
-  await writeFile(
-    path.join(dir, "nginx.conf"),
-    `${user}
-daemon off;
-worker_processes 1;
-pid ${path.join(dir, "nginx.pid")};
-error_log ${path.join(dir, "error.log")} warn;
-events { worker_connections 64; }
-http {
-    access_log off;
-    ${temp("client_body")} ${temp("proxy")} ${temp("fastcgi")} ${temp("uwsgi")} ${temp("scgi")}
-    include ${path.join(dir, "tickcast.conf")};
-}
-`,
-  );
-  const child = spawn(NGINX, ["-p", dir, "-c", path.join(dir, "nginx.conf"), "-e", path.join(dir, "error.log")], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout.setEncoding("utf8").on("data", (s) => (output += s));
-  child.stderr.setEncoding("utf8").on("data", (s) => (output += s));
-  let gone = false;
-  const exited = new Promise((resolve) => {
-    child.on("exit", () => resolve((gone = true)));
-    child.on("error", (e) => {
-      output += `cannot start ${NGINX}: ${e.message}\n`;
-      resolve((gone = true));
-    });
-  });
-  const log = async () => output + (await readFile(path.join(dir, "error.log"), "utf8").catch(() => ""));
-  const stop = async ({ fast = false } = {}) => {
-    if (!gone) {
-      child.kill(fast ? "SIGTERM" : "SIGQUIT");
-      const killer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-      await exited;
-      clearTimeout(killer);
-    }
-    await rm(dir, { recursive: true, force: true });
-  };
+  const args = await writeMainConf(dir, "tickcast.conf", 64);
+  const nginx = startChild(NGINX, args, dir, { cwd: undefined });
+  const gone = nginx.gone;
+  const log = async () => nginx.output() + (await readFile(path.join(dir, "error.log"), "utf8").catch(() => ""));
+  const stop = ({ fast = false } = {}) => nginx.stop({ signal: fast ? "SIGTERM" : "SIGQUIT" });
   try {
-    await waitListening(port, Date.now() + timeoutMs, () => gone);
+    await waitListening(port, Date.now() + timeoutMs, gone);
   } catch (e) {
     const text = await log();
     await stop();

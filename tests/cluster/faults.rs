@@ -2,12 +2,13 @@
 //! from Redis while the others go on, a node killed, and bad `--redis` values.
 
 use std::io::Write;
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use tickcast::{Error, Server};
+use tungstenite::WebSocket;
 
 use crate::redis::{free_port, Partition, Redis};
 use crate::util::Client;
@@ -131,23 +132,31 @@ fn split(history: usize) -> Option<Split> {
     })
 }
 
+impl Split {
+    /// A client of the node about to be cut off, which has seen one event (its
+    /// id is returned); then the cut, seen by that node.
+    fn cut_with_a_client(&self) -> (Client, u64) {
+        let mut client = Client::connect(&self.cut_off);
+        client.welcome();
+        let before = publish_ok(&self.other, "before");
+        assert_eq!(next_event(&mut client)["id"].as_u64(), Some(before));
+        self.partition.cut();
+        wait_for(
+            "the cut-off node to say 503",
+            Duration::from_secs(5),
+            || healthz(&self.cut_off) == 503,
+        );
+        (client, before)
+    }
+}
+
 /// A node cut off from Redis while another goes on publishing: once back, it
 /// reads on from its last entry, and its clients get what was appended
 /// meanwhile, once, in order.
 #[test]
 fn a_node_cut_off_from_redis_catches_up_on_what_others_appended() {
     let Some(split) = split(1000) else { return };
-    let mut client = Client::connect(&split.cut_off);
-    client.welcome();
-    let before = publish_ok(&split.other, "before");
-    assert_eq!(next_event(&mut client)["id"].as_u64(), Some(before));
-
-    split.partition.cut();
-    wait_for(
-        "the cut-off node to say 503",
-        Duration::from_secs(5),
-        || healthz(&split.cut_off) == 503,
-    );
+    let (mut client, _) = split.cut_with_a_client();
     let meanwhile: Vec<u64> = (0..20)
         .map(|i| publish_ok(&split.other, &format!("m{i}")))
         .collect();
@@ -170,17 +179,7 @@ fn a_node_cut_off_from_redis_catches_up_on_what_others_appended() {
 #[test]
 fn a_node_cut_off_longer_than_the_stream_keeps_tells_its_clients() {
     let Some(split) = split(10) else { return };
-    let mut client = Client::connect(&split.cut_off);
-    client.welcome();
-    let before = publish_ok(&split.other, "before");
-    assert_eq!(next_event(&mut client)["id"].as_u64(), Some(before));
-
-    split.partition.cut();
-    wait_for(
-        "the cut-off node to say 503",
-        Duration::from_secs(5),
-        || healthz(&split.cut_off) == 503,
-    );
+    let (mut client, before) = split.cut_with_a_client();
     // The stream keeps about 1000 entries (MAXLEN ~): 3000 overflow it.
     let publisher = split.other.publisher();
     let ids: Vec<u64> = (0..3000)
@@ -215,6 +214,48 @@ fn binary(args: &[&str]) -> Child {
         .expect("start tickcast")
 }
 
+/// A node as a separate process (so that it can be killed), in the cluster.
+struct NodeProcess {
+    child: Child,
+    ws_port: u16,
+}
+
+impl NodeProcess {
+    /// Starts the binary on free ports, without ticks, on the cluster `key` of
+    /// the Redis at `url`, and waits until it is in the cluster.
+    fn start(url: &str, key: &str) -> NodeProcess {
+        let (ws_port, http_port) = (free_port(), free_port());
+        let child = binary(&[
+            "--ws-addr",
+            &format!("127.0.0.1:{ws_port}"),
+            "--http-addr",
+            &format!("127.0.0.1:{http_port}"),
+            "--interval",
+            "off",
+            "--redis",
+            url,
+            "--redis-key",
+            key,
+        ]);
+        let http = format!("127.0.0.1:{http_port}").parse().unwrap();
+        wait_for(
+            "the node to be in the cluster",
+            Duration::from_secs(10),
+            || crate::util::http_get_maybe(http, "/healthz") == Some(200),
+        );
+        NodeProcess { child, ws_port }
+    }
+
+    /// A WebSocket client of it, and its welcome.
+    fn connect(&self) -> (WebSocket<TcpStream>, serde_json::Value) {
+        let stream = crate::util::tcp(format!("127.0.0.1:{}", self.ws_port).parse().unwrap());
+        let url = format!("ws://127.0.0.1:{}/echo", self.ws_port);
+        let (mut ws, _) = tungstenite::client::client(url.as_str(), stream).unwrap();
+        let welcome = serde_json::from_str(ws.read().unwrap().to_text().unwrap()).unwrap();
+        (ws, welcome)
+    }
+}
+
 /// Kills a node with SIGKILL: no goodbye to Redis. Its clients are gone with
 /// it; the other nodes stop counting them within the documented 6 s, and go on.
 #[test]
@@ -222,37 +263,8 @@ fn a_killed_node_stops_being_counted_and_the_others_go_on() {
     let Some(redis) = Redis::start() else { return };
     let key = unique_key();
     let survivor = start_node(node_config(&redis.url(), &key));
-    let (ws_port, http_port) = (free_port(), free_port());
-    let mut doomed = binary(&[
-        "--ws-addr",
-        &format!("127.0.0.1:{ws_port}"),
-        "--http-addr",
-        &format!("127.0.0.1:{http_port}"),
-        "--interval",
-        "off",
-        "--redis",
-        &redis.url(),
-        "--redis-key",
-        &key,
-    ]);
-    let doomed_http = format!("127.0.0.1:{http_port}").parse().unwrap();
-    wait_for(
-        "the doomed node to be in the cluster",
-        Duration::from_secs(10),
-        || crate::util::http_get_maybe(doomed_http, "/healthz") == Some(200),
-    );
-    let ws_url = format!("ws://127.0.0.1:{ws_port}/echo");
-    let mut gone: Vec<_> = (0..3)
-        .map(|_| {
-            let stream = crate::util::tcp(format!("127.0.0.1:{ws_port}").parse().unwrap());
-            tungstenite::client::client(ws_url.as_str(), stream)
-                .unwrap()
-                .0
-        })
-        .collect();
-    for ws in &mut gone {
-        ws.read().unwrap(); // the welcome
-    }
+    let mut doomed = NodeProcess::start(&redis.url(), &key);
+    let _gone: Vec<_> = (0..3).map(|_| doomed.connect()).collect();
     let mut staying = Client::connect(&survivor);
     staying.welcome();
     wait_for(
@@ -262,8 +274,8 @@ fn a_killed_node_stops_being_counted_and_the_others_go_on() {
     );
     assert_eq!(metric(&survivor, "tickcast_cluster_nodes"), 2);
 
-    doomed.kill().unwrap();
-    doomed.wait().unwrap();
+    doomed.child.kill().unwrap();
+    doomed.child.wait().unwrap();
     let killed = Instant::now();
     wait_for(
         "the survivor to stop counting them",
@@ -288,30 +300,8 @@ fn a_node_stopped_with_sigterm_leaves_the_cluster_cleanly() {
     let Some(redis) = Redis::start() else { return };
     let key = unique_key();
     let survivor = start_node(node_config(&redis.url(), &key));
-    let (ws_port, http_port) = (free_port(), free_port());
-    let mut node = binary(&[
-        "--ws-addr",
-        &format!("127.0.0.1:{ws_port}"),
-        "--http-addr",
-        &format!("127.0.0.1:{http_port}"),
-        "--interval",
-        "off",
-        "--redis",
-        &redis.url(),
-        "--redis-key",
-        &key,
-    ]);
-    let http = format!("127.0.0.1:{http_port}").parse().unwrap();
-    wait_for(
-        "the node to be in the cluster",
-        Duration::from_secs(10),
-        || crate::util::http_get_maybe(http, "/healthz") == Some(200),
-    );
-    let stream = crate::util::tcp(format!("127.0.0.1:{ws_port}").parse().unwrap());
-    let url = format!("ws://127.0.0.1:{ws_port}/echo");
-    let (mut ws, _) = tungstenite::client::client(url.as_str(), stream).unwrap();
-    let welcome: serde_json::Value =
-        serde_json::from_str(ws.read().unwrap().to_text().unwrap()).unwrap();
+    let mut node = NodeProcess::start(&redis.url(), &key);
+    let (mut ws, welcome) = node.connect();
     let leaving = welcome["id"].clone();
     let mut watcher = Client::connect(&survivor);
     watcher.welcome();
@@ -321,7 +311,7 @@ fn a_node_stopped_with_sigterm_leaves_the_cluster_cleanly() {
         || metric(&survivor, "tickcast_cluster_clients") == 2,
     );
     let term = Command::new("kill")
-        .args(["-TERM", &node.id().to_string()])
+        .args(["-TERM", &node.child.id().to_string()])
         .status()
         .unwrap();
     assert!(term.success());
@@ -334,9 +324,9 @@ fn a_node_stopped_with_sigterm_leaves_the_cluster_cleanly() {
     assert_eq!(code, Some(1001));
     while ws.read().is_ok() {}
     let left = Instant::now();
-    let status = node.wait().unwrap();
+    let status = node.child.wait().unwrap();
     let mut log = String::new();
-    std::io::Read::read_to_string(&mut node.stderr.take().unwrap(), &mut log).unwrap();
+    std::io::Read::read_to_string(&mut node.child.stderr.take().unwrap(), &mut log).unwrap();
     assert!(status.success(), "{status}: {log}");
     assert!(!log.contains("ERROR"), "{log}");
     let leave = watcher.next_of_type("leave");

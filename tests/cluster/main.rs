@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tickcast::{Config, Server};
 
-use crate::util::{http_get, http_raw, test_config, Client, IO_TIMEOUT};
+pub use crate::util::next_event;
+use crate::util::{http_get, http_raw, test_config};
 
 /// Tells apart the key prefixes of clusters started by one test binary.
 static CLUSTERS: AtomicU64 = AtomicU64::new(0);
@@ -121,18 +122,6 @@ pub fn metric(server: &Server, name: &str) -> u64 {
             (key == name).then(|| value.parse().unwrap())
         })
         .unwrap_or_else(|| panic!("no metric {name}"))
-}
-
-/// The next message that is not a presence notice.
-pub fn next_event(client: &mut Client) -> Value {
-    let deadline = Instant::now() + IO_TIMEOUT;
-    loop {
-        assert!(Instant::now() < deadline, "no event in time");
-        let msg = client.next_json();
-        if !matches!(msg["type"].as_str(), Some("join" | "leave")) {
-            return msg;
-        }
-    }
 }
 
 /// The node number in a client id (ids are the node number × 2^33 + a count).

@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tickcast::{Publisher, Server};
 
 use crate::sse_client::SseClient;
-use crate::util::{http_raw, start_with, Client, IO_TIMEOUT};
+use crate::util::{http_raw, next_event, start_with, Client};
 
 /// A server without ticks, so that what a client reads is what the test published
 /// (and presence notices, which the readers below skip).
@@ -20,18 +20,6 @@ fn quiet(adjust: impl FnOnce(&mut tickcast::Config)) -> Server {
         c.interval = None;
         adjust(c);
     })
-}
-
-/// The next message a WebSocket client gets that is not a presence notice.
-fn next_ws(client: &mut Client) -> Value {
-    let deadline = Instant::now() + IO_TIMEOUT;
-    loop {
-        assert!(Instant::now() < deadline, "no message in time");
-        let msg = client.next_json();
-        if !matches!(msg["type"].as_str(), Some("join" | "leave")) {
-            return msg;
-        }
-    }
 }
 
 /// The next SSE event that is not a presence notice, as (SSE id, JSON).
@@ -72,7 +60,7 @@ fn a_websocket_client_resumes_with_since_and_misses_nothing() {
     let welcome = client.welcome();
     let seen = publisher.publish(Some("prices"), "before").unwrap();
     assert_eq!(welcome["last_id"].as_u64(), Some(seen - 1), "{welcome}");
-    assert_eq!(next_ws(&mut client)["id"], seen);
+    assert_eq!(next_event(&mut client)["id"], seen);
     // The connection is lost, not closed: no close handshake.
     drop(client);
 
@@ -87,7 +75,7 @@ fn a_websocket_client_resumes_with_since_and_misses_nothing() {
     let live = publisher.publish(None, "live").unwrap();
     let mut got = Vec::new();
     while got.last() != Some(&live) {
-        let msg = next_ws(&mut back);
+        let msg = next_event(&mut back);
         assert!(
             matches!(msg["type"].as_str(), Some("message" | "line")),
             "{msg}"
@@ -184,7 +172,7 @@ fn a_client_that_missed_too_much_gets_a_reset() {
     // Event seen + 1 has left the history: nothing is replayed, the client is told.
     let mut back = Client::connect_path(&server, &format!("/echo?since={seen}"));
     back.welcome();
-    let reset = next_ws(&mut back);
+    let reset = next_event(&mut back);
     assert_eq!(reset["type"], "reset", "{reset}");
     assert_eq!(reset["since"], seen);
     assert_eq!(reset["last_id"], newest);
@@ -194,7 +182,7 @@ fn a_client_that_missed_too_much_gets_a_reset() {
     );
     let live = publisher.publish(None, "live").unwrap();
     assert_eq!(
-        next_ws(&mut back)["id"],
+        next_event(&mut back)["id"],
         live,
         "live events follow the reset"
     );
@@ -203,7 +191,7 @@ fn a_client_that_missed_too_much_gets_a_reset() {
     let mut recent = Client::connect_path(&server, &format!("/echo?since={}", ids[6]));
     recent.welcome();
     for want in [ids[7], ids[8], ids[9], live] {
-        assert_eq!(next_ws(&mut recent)["id"], want);
+        assert_eq!(next_event(&mut recent)["id"], want);
     }
 
     // An id from the future (another run of the server, say).
@@ -236,7 +224,7 @@ fn with_no_history_a_client_that_missed_nothing_just_goes_on() {
     let mut client = Client::connect_path(&server, &format!("/echo?since={id}"));
     client.welcome();
     let live = publisher.publish(None, "y").unwrap();
-    assert_eq!(next_ws(&mut client)["id"], live);
+    assert_eq!(next_event(&mut client)["id"], live);
 }
 
 /// A bad `since` is refused at the handshake, naming the problem.
@@ -303,7 +291,7 @@ fn clients_that_reconnect_during_a_flood_of_publishes_each_get_every_event_once(
                     client.welcome();
                     reconnects += 1;
                     for _ in 0..(17 + c * 13 + reconnects % 7) {
-                        let msg = next_ws(&mut client);
+                        let msg = next_event(&mut client);
                         assert_eq!(msg["type"], "message", "client {c}: {msg}");
                         got.push(msg["id"].as_u64().unwrap());
                         if got.last() == Some(&last) {

@@ -116,6 +116,18 @@ impl Client {
     }
 }
 
+/// The next message a WebSocket client gets that is not a presence notice.
+pub fn next_event(client: &mut Client) -> Value {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        assert!(Instant::now() < deadline, "no message in time");
+        let msg = client.next_json();
+        if !matches!(msg["type"].as_str(), Some("join" | "leave")) {
+            return msg;
+        }
+    }
+}
+
 /// A raw HTTP/1.1 GET; returns (status, lowercased head, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
     http_raw(

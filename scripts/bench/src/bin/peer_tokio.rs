@@ -21,10 +21,14 @@
 //! tickcast's `--max-backlog`.
 //!
 //! tungstenite's buffer sizes are left at their defaults (128 KiB each): that is
-//! what a user of the crate gets. SIGINT or SIGTERM closes every client with 1001.
+//! what a user of the crate gets. `--read-buffer-size 4096` is what a user who
+//! cares about 10,000 clients sets: each connection then allocates 4 KiB to read
+//! into, not 128 KiB (scripts/bench.sh runs it as the peer `tokio-tuned`).
+//! SIGINT or SIGTERM closes every client with 1001.
 //!
-//! Usage: `peer-tokio [--ws-addr HOST:PORT] [--interval 1s|250ms]`. Prints
-//! `WebSocket: ws://HOST:PORT/echo` on stderr once bound (port 0 picks a free port).
+//! Usage: `peer-tokio [--ws-addr HOST:PORT] [--interval 1s|250ms]
+//! [--read-buffer-size BYTES]`. Prints `WebSocket: ws://HOST:PORT/echo` on
+//! stderr once bound (port 0 picks a free port).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -99,12 +103,15 @@ enum HubEvent {
 struct Args {
     ws_addr: SocketAddr,
     interval: Duration,
+    /// tungstenite's `read_buffer_size`, or its default.
+    read_buffer_size: Option<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         ws_addr: "127.0.0.1:40133".parse().expect("a valid literal address"),
         interval: Duration::from_secs(1),
+        read_buffer_size: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -130,8 +137,19 @@ fn parse_args() -> Result<Args, String> {
                 args.interval = tickcast_bench::parse_duration(&v)
                     .ok_or_else(|| format!("--interval: expected e.g. 250ms or 1s, got {v:?}"))?;
             }
+            "--read-buffer-size" => {
+                let v = value()?;
+                let size = v
+                    .parse()
+                    .ok()
+                    .filter(|&n: &usize| n > 0)
+                    .ok_or_else(|| format!("--read-buffer-size: expected bytes, got {v:?}"))?;
+                args.read_buffer_size = Some(size);
+            }
             "-h" | "--help" => {
-                return Err("usage: peer-tokio [--ws-addr HOST:PORT] [--interval 1s]".into())
+                return Err("usage: peer-tokio [--ws-addr HOST:PORT] [--interval 1s] \
+                            [--read-buffer-size BYTES]"
+                    .into())
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -188,6 +206,7 @@ async fn main() -> ExitCode {
                         bcast_tx.subscribe(),
                         hub_tx.clone(),
                         shutdown_rx.clone(),
+                        args.read_buffer_size,
                     ));
                 }
                 Err(e) => {
@@ -324,6 +343,7 @@ async fn connection(
     mut bcast_rx: broadcast::Receiver<Broadcast>,
     hub_tx: mpsc::UnboundedSender<HubEvent>,
     mut shutdown_rx: watch::Receiver<bool>,
+    read_buffer_size: Option<usize>,
 ) {
     let _ = stream.set_nodelay(true);
     // The shape tungstenite's handshake callback requires.
@@ -336,7 +356,10 @@ async fn connection(
             Err(refusal)
         }
     };
-    let config = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE_SIZE));
+    let mut config = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE_SIZE));
+    if let Some(size) = read_buffer_size {
+        config = config.read_buffer_size(size);
+    }
     let mut ws =
         match tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config))
             .await

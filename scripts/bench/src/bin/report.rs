@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use tickcast_bench::run::RunResult;
 
 /// The order servers appear in tables; ours first.
-const SERVERS: [&str; 3] = ["tickcast", "tokio", "node"];
+const SERVERS: [&str; 4] = ["tickcast", "tokio", "tokio-tuned", "node"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
