@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks tickcast side by side with a Node `ws` server and a tokio-tungstenite
-# server speaking the same protocol (issue 3). One command builds everything in
+# server speaking the same protocol (issue 3), the latter twice: as written with
+# tungstenite's defaults, and tuned with a 4 KiB read buffer (issue 12). One command builds everything in
 # release mode, runs every server fresh at each client count, and writes:
 #
 #   target/bench/results.md    the tables (and tickcast ÷ best peer)
@@ -57,7 +58,8 @@
 #   BENCH_REST=6           rest phase (ticks only), seconds [6]
 #   BENCH_INTERVAL=1s      tick interval for scale [1s]
 #   BENCH_RAMP=2000        clients connected per second [2000]
-#   BENCH_SERVERS="tickcast tokio node"   which servers, in order
+#   BENCH_SERVERS="tickcast tokio tokio-tuned node"   which servers, in order
+#                          (tokio-tuned: the tokio peer with a 4 KiB read buffer)
 #   BENCH_STRESS_N=5000 BENCH_STRESS_INTERVAL=10ms BENCH_STRESS_SECS=10
 #   BENCH_NO_CHART=1       skip the matplotlib virtualenv and the PNG
 #   BENCH_TICKCAST_BIN=PATH   benchmark that tickcast binary (say, an older
@@ -185,9 +187,15 @@ start_server() {
         --max-clients 16000 2>"$logfile" &
       ;;
     tokio) "$PEER_TOKIO" --ws-addr 127.0.0.1:0 --interval "$interval" 2>"$logfile" & ;;
+    # The same server as a user who cares about many clients tunes it: a 4 KiB
+    # read buffer per connection instead of tungstenite's 128 KiB.
+    tokio-tuned)
+      "$PEER_TOKIO" --ws-addr 127.0.0.1:0 --interval "$interval" --read-buffer-size 4096 \
+        2>"$logfile" &
+      ;;
     node) node "$NODE_PEER/server.js" --ws-addr 127.0.0.1:0 --interval "$interval" 2>"$logfile" & ;;
     *)
-      log "unknown server '$name' (expected tickcast, tokio or node)"
+      log "unknown server '$name' (expected tickcast, tokio, tokio-tuned or node)"
       exit 2
       ;;
   esac
@@ -285,7 +293,7 @@ else
 fi
 CARGO_TARGET_DIR="$BENCH_TARGET" cargo build --release --quiet \
   --manifest-path "$ROOT/scripts/bench/Cargo.toml"
-SERVERS="${BENCH_SERVERS:-tickcast tokio node}"
+SERVERS="${BENCH_SERVERS:-tickcast tokio tokio-tuned node}"
 [ "$MODE" = smoke ] && SERVERS=tickcast
 [ "$MODE" = publish ] && SERVERS=tickcast
 [ "$MODE" = cluster ] && SERVERS=tickcast
