@@ -585,6 +585,8 @@ open-file limit $(ulimit -n), pid_max $(cat /proc/sys/kernel/pid_max); tickcast 
 COMMAND="scripts/bench.sh${1:+ $1}"
 [ -n "${BENCH_NS:-}" ] && COMMAND="BENCH_NS=\"$BENCH_NS\" $COMMAND"
 [ -n "${BENCH_SECS:-}" ] && COMMAND="BENCH_SECS=$BENCH_SECS $COMMAND"
+[ -n "${BENCH_INTERVAL:-}" ] && COMMAND="BENCH_INTERVAL=$BENCH_INTERVAL $COMMAND"
+[ -n "${BENCH_SERVERS:-}" ] && COMMAND="BENCH_SERVERS=\"$BENCH_SERVERS\" $COMMAND"
 "$REPORT" "$OUT/runs" "$OUT" --machine "$MACHINE" --command "$COMMAND"
 
 if [ -z "${BENCH_NO_CHART:-}" ] && [ "$MODE" = scale ]; then

@@ -6,9 +6,11 @@
 //! the number of that multiple (intervals since 1970) and its `time` the multiple
 //! itself, not "now": two servers with the same interval (the nodes of a cluster)
 //! send byte-identical ticks for the same instant. If the thread falls behind
-//! (the machine was suspended, the hub could not keep up), it skips to the next
-//! slot instead of firing a burst of late ticks; the skipped slots show as a
-//! jump in `seq` and are counted (`tickcast_ticks_skipped_total`).
+//! (the hub's queue was full, the machine was busy), it sends the slots it
+//! missed at once, late but none lost, up to a second's worth of them; further
+//! behind than that (the machine was suspended), it skips the older ones rather
+//! than fire a flood of stale ticks: those show as a jump in `seq` and are
+//! counted (`tickcast_ticks_skipped_total`).
 //!
 //! The thread waits on `stop_rx` with a timeout, so it sleeps between ticks and
 //! wakes at once when the server drops the other end (`stop_tx`) at shutdown.
@@ -56,16 +58,36 @@ pub(crate) fn run(
             break;
         }
         ticks += 1;
-        // Normally next_slot + 1; more if we fell behind.
         let due_now = slot_after(SystemTime::now(), interval_ns);
-        if due_now > next_slot + 1 {
-            let skipped = u64::try_from(due_now - next_slot - 1).unwrap_or(u64::MAX);
+        let (next, skipped) = next_slot_to_send(next_slot, due_now, catch_up_slots(interval_ns));
+        if skipped > 0 {
+            let skipped = u64::try_from(skipped).unwrap_or(u64::MAX);
             metrics.ticks_skipped.fetch_add(skipped, Ordering::Relaxed);
-            log::debug!("ticker fell behind: skipped {skipped} tick(s) after seq {seq}");
+            log::warn!("ticker fell behind by more than a second: skipped {skipped} tick(s) after seq {seq}");
         }
-        next_slot = (next_slot + 1).max(due_now);
+        next_slot = next;
     }
     log::debug!("ticker stopped after {ticks} ticks");
+}
+
+/// How many missed slots the ticker still sends late: a second's worth (at
+/// least one, at most 100).
+fn catch_up_slots(interval_ns: u128) -> u128 {
+    (1_000_000_000 / interval_ns).clamp(1, 100)
+}
+
+/// The slot to send after `sent`, when the first slot not yet due is `due_now`,
+/// and how many slots are skipped: normally `sent + 1` (waited for, or already
+/// due and sent at once: late, not lost), but never more than `catch_up` slots
+/// behind the clock.
+fn next_slot_to_send(sent: u128, due_now: u128, catch_up: u128) -> (u128, u128) {
+    let next = sent + 1;
+    let oldest_kept = due_now.saturating_sub(catch_up);
+    if next >= oldest_kept {
+        (next, 0)
+    } else {
+        (oldest_kept, oldest_kept - next)
+    }
 }
 
 /// The instant of slot `slot`, as the tick's `time`.
@@ -99,6 +121,25 @@ mod tests {
         assert_eq!(slot_after(on, 1_000_000_000), 11);
         // 250 ms interval: 10.25 s is slot 41, next is 42 (10.5 s).
         assert_eq!(slot_after(t, 250_000_000), 42);
+    }
+
+    /// Behind by a slot or a few: send each missed slot, late; behind by more
+    /// than a second's worth (a suspended machine): skip the older ones.
+    #[test]
+    fn missed_slots_are_sent_late_up_to_a_second_then_skipped() {
+        // On time: slot 10 sent, slot 11 not yet due.
+        assert_eq!(next_slot_to_send(10, 11, 100), (11, 0));
+        // Slot 11 is already past (12 is the first not due): send 11 now.
+        assert_eq!(next_slot_to_send(10, 12, 100), (11, 0));
+        assert_eq!(next_slot_to_send(10, 110, 100), (11, 0));
+        // 150 slots behind with 100 of catch-up: skip 49, send 60 to 109 late.
+        assert_eq!(next_slot_to_send(10, 160, 100), (60, 49));
+        // 1 s ticks keep one slot of catch-up; 10 ms ticks, 100; 1 ms, still 100.
+        assert_eq!(catch_up_slots(1_000_000_000), 1);
+        assert_eq!(catch_up_slots(10_000_000), 100);
+        assert_eq!(catch_up_slots(1_000_000), 100);
+        assert_eq!(next_slot_to_send(10, 12, 1), (11, 0));
+        assert_eq!(next_slot_to_send(10, 13, 1), (12, 1));
     }
 
     /// Two servers with the same interval send the same tick for the same slot:

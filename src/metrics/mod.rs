@@ -329,7 +329,7 @@ impl Metrics {
         metric(
             "ticks_skipped_total",
             "counter",
-            "Tick slots skipped because the ticker fell behind (a suspended machine, a hub that could not keep up).",
+            "Tick slots skipped because the ticker fell more than a second behind (a suspended machine); slots missed by less are sent late.",
             &one(&self.ticks_skipped),
         );
         if let Some(cluster) = cluster {
