@@ -9,9 +9,12 @@
 //!   machine-wide `kernel.pid_max` and `kernel.threads-max` (shared with every
 //!   other process, so what is already running counts too), the user's
 //!   `ulimit -u` (`RLIMIT_NPROC`), and the cgroup's `pids.max` (a container's or a
-//!   systemd unit's `TasksMax=`). Each thread also takes two memory mappings
-//!   (its stack and the guard page below it), counted against
-//!   `vm.max_map_count` (65,530 by default: about 32,000 threads).
+//!   systemd unit's `TasksMax=`). Each thread also takes four memory mappings
+//!   (its stack and the guard page below it, and the same again for the
+//!   signal stack Rust's std gives every thread), counted against
+//!   `vm.max_map_count` (65,530 by default: about 16,000 threads). Past it a
+//!   thread cannot start, and std aborts the process if the signal stack
+//!   cannot be mapped, so this limit must never be reached.
 //!
 //! [`Machine::read`] reads them from `/proc` and `/sys` once, at start, on the
 //! caller's thread. Elsewhere than Linux they are unknown, and the default falls
@@ -99,13 +102,16 @@ fn left(max: u64, used: u64, name: &str) -> (u64, String) {
     )
 }
 
-/// Threads that `vm.max_map_count` leaves room for, two mappings each, labelled
-/// for the log.
+/// Memory mappings per thread: the stack and its guard page, and std's signal
+/// stack and its guard page (`wc -l /proc/PID/maps` grows by 4 per client).
+const MAPPINGS_PER_THREAD: u64 = 4;
+
+/// Threads that `vm.max_map_count` leaves room for, labelled for the log.
 fn per_thread_mappings(max: u64, used: u64) -> (u64, String) {
     (
-        max.saturating_sub(used) / 2,
+        max.saturating_sub(used) / MAPPINGS_PER_THREAD,
         format!(
-            "vm.max_map_count {} − {} mappings in use, 2 per thread",
+            "vm.max_map_count {} − {} mappings in use, {MAPPINGS_PER_THREAD} per thread",
             thousands(max),
             thousands(used)
         ),
@@ -312,19 +318,19 @@ Max open files            20000                524288               files
     }
 
     /// A box raised to 65,536 open files but with the default vm.max_map_count:
-    /// mappings, two per thread, are the limit (about 32,000 threads), which a
+    /// mappings, four per thread, are the limit (about 16,000 threads), which a
     /// server that counted only files and tasks would promise past.
     #[test]
     fn memory_mappings_can_be_the_tighter_limit() {
         let (threads, why) = per_thread_mappings(65_530, 530);
-        assert_eq!(threads, 32_500);
+        assert_eq!(threads, 16_250);
         assert!(why.starts_with("vm.max_map_count 65,530"), "{why}");
         let machine = Machine {
             open_files: Some(65_536),
             threads: Some((threads, why)),
         };
         let capacity = Capacity::of(&machine, 576);
-        assert_eq!(capacity.max_clients, 32_500 - 64 - 576);
+        assert_eq!(capacity.max_clients, 16_250 - 64 - 576);
         assert!(
             capacity.reason.contains("max_map_count"),
             "{}",
