@@ -49,7 +49,8 @@
 #                              Writes target/bench/cluster.md; about 4 minutes
 #   scripts/bench.sh smoke     50 clients, 200 ms ticks, tickcast only; exits 1
 #                              on any loss: a client missing a tick made after
-#                              its 101, or a client lost or never accepted
+#                              its 101, or a client lost or never accepted; or
+#                              if any client thread's stack went past 8 KiB
 #                              (CI runs this; it writes under target/bench/smoke/)
 #
 # Environment overrides (defaults in brackets):
@@ -252,8 +253,12 @@ run_one() {
   start_server "$name" "$interval" "$OUT/logs/$tag.server.log"
   log "$tag: $name pid $SERVER_PID at $SERVER_URL"
   local rc=0
+  # tickcast's client threads have 128 KiB stacks (its default): count their
+  # resident pages.
+  local stacks=()
+  [ "$name" = tickcast ] && stacks=(--stack-kib 128)
   "$LOADGEN" --url "$SERVER_URL" --clients "$n" --interval "$interval" \
-    --server "$name" --server-pid "$SERVER_PID" --mode "$mode" \
+    --server "$name" --server-pid "$SERVER_PID" --mode "$mode" "${stacks[@]}" \
     --out "$dir/$tag.json" "$@" 2> >(tee "$OUT/logs/$tag.loadgen.log" >&2) || rc=$?
   if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     log "$tag: the server died during the run; its log:"
@@ -313,7 +318,22 @@ if [ "$MODE" = smoke ]; then
     log "smoke FAILED: see the loadgen FAILED line above and $OUT/logs/smoke-tickcast-50.*.log"
     exit 1
   fi
-  log "smoke passed: every client got every tick made after its 101"
+  # Memory: every client thread's stack stays within two pages (the thread's
+  # own bookkeeping fills most of the first), the floor of a thread per client.
+  # A third page touched once (a deeper call in the handshake, the join or an
+  # echo) stays resident for the connection's life: 4 KiB more per client.
+  if ! python3 - "$OUT/smoke/smoke-tickcast-50.json" <<'PY'
+import json, sys
+stacks = json.load(open(sys.argv[1]))["process"]["client_stack_rss_kib"]
+deep = [(kib, n) for kib, n in stacks if kib > 8]
+if not stacks or deep:
+    sys.exit(f"client stacks over 8 KiB resident: {deep or 'none measured'} (all: {stacks})")
+PY
+  then
+    log "smoke FAILED: a client thread's stack went past two pages (docs/PERFORMANCE.md, memory)"
+    exit 1
+  fi
+  log "smoke passed: every client got every tick made after its 101, in two stack pages"
   exit 0
 fi
 

@@ -46,20 +46,42 @@ use crate::wire::message::{ClientId, LeaveReason};
 use crate::wire::subscription::Subscription;
 
 /// Runs one client connection to the end. Called on the client's own thread.
+///
+/// Performance: the handshake, the join and the life of the connection are
+/// three functions that are never inlined, called one after the other, so that
+/// none of them sits on the stack under another's deepest call. A stack page
+/// touched once stays in memory for the thread's life: with all three in one
+/// frame, parsing the request reached a third 4 KiB page of every client's
+/// stack (about 4 KiB more per client; see `docs/PERFORMANCE.md`).
 pub(crate) fn serve(
     socket: Arc<TcpStream>,
     outbox: Arc<Outbox>,
     peer: SocketAddr,
     shared: &Shared,
 ) {
-    let Some(Accepted {
+    let Some(accepted) = handshake(&socket, &outbox, shared) else {
+        return;
+    };
+    if let Some((id, leftover)) = join(&socket, &outbox, peer, shared, accepted) {
+        live(socket, outbox, peer, shared, id, leftover);
+    }
+}
+
+/// Joins the hub: the client's id and the bytes it sent after its request, or
+/// `None` if it never became a client (answered and counted here).
+#[inline(never)]
+fn join(
+    socket: &TcpStream,
+    outbox: &Arc<Outbox>,
+    peer: SocketAddr,
+    shared: &Shared,
+    accepted: Accepted,
+) -> Option<(ClientId, Vec<u8>)> {
+    let Accepted {
         answer,
         subscription,
         leftover,
-    }) = handshake(&socket, &outbox, shared)
-    else {
-        return;
-    };
+    } = accepted;
 
     // Join the hub. The hub itself writes our `101` answer, followed by the welcome,
     // at the moment it adds us, then answers with our id: from the first byte the
@@ -85,14 +107,24 @@ pub(crate) fn serve(
             shared.metrics.joins_failed.add(JoinFailure::ShuttingDown);
             log::debug!("{peer}: refused, the server is shutting down");
             let refusal = Refusal::new(503, "tickcast is shutting down; try again in a moment");
-            hang_up_with(&socket, &outbox, &refusal);
+            hang_up_with(socket, outbox, &refusal);
         }
-        linger(&socket);
-        return;
+        linger(socket);
+        return None;
     };
-    // Free the one-shot channel now rather than hold it for the client's lifetime.
-    drop(id_rx);
+    Some((id, leftover))
+}
 
+/// The client's life after its welcome: read, echo and answer until it leaves.
+#[inline(never)]
+fn live(
+    socket: Arc<TcpStream>,
+    outbox: Arc<Outbox>,
+    peer: SocketAddr,
+    shared: &Shared,
+    id: ClientId,
+    leftover: Vec<u8>,
+) {
     // From here on the hub must hear that we left, even if this thread panics.
     // tour: leave-guard
     let mut leave = LeaveOnDrop {
@@ -167,6 +199,7 @@ struct Accepted {
 /// handshake if the client may join, or `None` once the connection is over
 /// (refused, answered with the Flash policy, or the client hung up). Every way out
 /// is logged and counted.
+#[inline(never)]
 fn handshake(socket: &TcpStream, outbox: &Outbox, shared: &Shared) -> Option<Accepted> {
     let config = &shared.config;
     let deadline = Instant::now() + config.handshake_timeout;

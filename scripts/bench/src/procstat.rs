@@ -132,6 +132,39 @@ fn clock_ticks_per_second() -> f64 {
     }
 }
 
+/// How many pages each client thread's stack has in memory: for every
+/// read-write mapping of exactly `stack_kib` (tickcast's client stack size),
+/// its resident KiB, as (KiB, mappings) pairs, smallest first. A page of a
+/// stack, once touched, stays resident for the thread's life, so this is the
+/// deepest the thread's stack has ever been, in pages.
+///
+/// # Errors
+///
+/// If the process is gone or `/proc` is unreadable.
+pub fn stack_rss(pid: u32, stack_kib: u64) -> io::Result<Vec<(u64, u64)>> {
+    let smaps = fs::read_to_string(format!("/proc/{pid}/smaps"))?;
+    let mut counts = std::collections::BTreeMap::new();
+    let mut in_stack = false;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or("");
+        if let Some((from, to)) = first.split_once('-') {
+            let range = (u64::from_str_radix(from, 16), u64::from_str_radix(to, 16));
+            in_stack = match range {
+                (Ok(from), Ok(to)) => {
+                    (to - from) / 1024 == stack_kib && fields.next() == Some("rw-p")
+                }
+                _ => false,
+            };
+        } else if in_stack && first == "Rss:" {
+            let kib: u64 = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            *counts.entry(kib).or_insert(0u64) += 1;
+            in_stack = false;
+        }
+    }
+    Ok(counts.into_iter().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

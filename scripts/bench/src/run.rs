@@ -154,6 +154,10 @@ pub struct Process {
     /// Summed thread run time in the quiet part of each tick interval during
     /// rest (from 50 % to 95 % of the interval), as % of one core.
     pub idle_between_ticks_cpu_pct: Option<f64>,
+    /// At the end of rest, with `--stack-kib`: the client threads' stacks, as
+    /// (resident KiB, threads) pairs (tickcast only).
+    #[serde(default)]
+    pub client_stack_rss_kib: Vec<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -74,6 +74,7 @@ struct Args {
     echo_every: Duration,
     interval: Duration,
     server_pid: Option<u32>,
+    stack_kib: Option<u64>,
     server: String,
     mode: String,
     out: Option<String>,
@@ -97,6 +98,8 @@ const USAGE: &str = "usage: loadgen --url ws://127.0.0.1:PORT/echo --clients N [
   --echo-every 1s        one echo per echo client per this
   --interval 1s          the server's tick interval (for idle-CPU windows)
   --server-pid PID       sample this process from /proc
+  --stack-kib KIB        also count the resident pages of the server's client
+                         stacks (mappings of exactly KIB), at the end of rest
   --server NAME          label for the results (default unknown)
   --mode NAME            scale | stress | smoke (label only)
   --out FILE             write the JSON result here (default stdout)
@@ -120,6 +123,7 @@ fn parse_args() -> Result<Args, String> {
         echo_every: Duration::from_secs(1),
         interval: Duration::from_secs(1),
         server_pid: None,
+        stack_kib: None,
         server: "unknown".into(),
         mode: "scale".into(),
         out: None,
@@ -161,6 +165,7 @@ fn parse_args() -> Result<Args, String> {
             "--echo-every" => a.echo_every = dur(&flag, v)?,
             "--interval" => a.interval = dur(&flag, v)?,
             "--server-pid" => a.server_pid = Some(num(&flag, v)? as u32),
+            "--stack-kib" => a.stack_kib = Some(num(&flag, v)? as u64),
             "--server" => a.server = v,
             "--mode" => a.mode = v,
             "--out" => a.out = Some(v),
@@ -364,6 +369,22 @@ async fn run(args: &Args, config: ClientConfig) -> Result<RunResult, String> {
     let idle_pct = measure_idle(pid, args.interval, rest_until).await;
     tokio::time::sleep_until(rest_until).await;
     let rest_end = sample(pid).await;
+    let client_stack_rss_kib = match (pid, args.stack_kib) {
+        (Some(pid), Some(kib)) => {
+            let stacks = tokio::task::spawn_blocking(move || procstat::stack_rss(pid, kib))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            let listed: Vec<String> = stacks
+                .iter()
+                .map(|(rss, n)| format!("{n} at {rss} KiB"))
+                .collect();
+            eprintln!("loadgen: client stacks resident: {}", listed.join(", "));
+            stacks
+        }
+        _ => Vec::new(),
+    };
     let rest_ticks = progress
         .max_seq
         .load(Ordering::Relaxed)
@@ -450,6 +471,7 @@ async fn run(args: &Args, config: ClientConfig) -> Result<RunResult, String> {
             closed,
             after,
             idle_between_ticks_cpu_pct: idle_pct,
+            client_stack_rss_kib,
         },
         rest_ticks,
     ))
