@@ -96,17 +96,23 @@ pub(crate) fn read_request(
     max_size: usize,
     deadline: Instant,
 ) -> Result<Option<Incoming>, Refusal> {
-    // Buffers live on the heap, not the stack: a stack page touched once stays
-    // resident for the connection's whole life, times thousands of connections.
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = vec![0u8; 1024];
+    // One buffer, on the heap, read into directly. Not on the stack: a stack page
+    // touched once stays resident for the connection's whole life, times
+    // thousands of connections. And only one: memory a client thread frees
+    // stays in that thread's malloc cache for good, unless the thread
+    // allocates the same size again (as tungstenite's read buffer does, once).
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
     loop {
         if Instant::now() >= deadline {
             return Err(timeout_refusal());
         }
-        let n = match socket.read(&mut chunk) {
+        let start = buf.len();
+        buf.resize(start + 1024, 0);
+        let read = socket.read(&mut buf[start..]);
+        buf.truncate(start + *read.as_ref().unwrap_or(&0));
+        match read {
             Ok(0) => return Ok(None),
-            Ok(n) => n,
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e)
                 if matches!(
@@ -119,8 +125,7 @@ pub(crate) fn read_request(
             Err(_) => return Ok(None),
         };
         // Only the new bytes (and the 3 before them) can complete the terminator.
-        let search_from = buf.len().saturating_sub(3);
-        buf.extend_from_slice(&chunk[..n]);
+        let search_from = start.saturating_sub(3);
         let policy = crate::flash_policy::POLICY_REQUEST;
         if buf.len() >= policy.len() && buf.starts_with(policy) {
             return Ok(Some(Incoming::FlashPolicyRequest));
