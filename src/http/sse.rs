@@ -29,10 +29,8 @@
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 
-use crossbeam_channel::bounded;
-
 use crate::hub::sink::{self, Sink, SseQueue};
-use crate::hub::{HubEvent, Joining};
+use crate::hub::{answer, HubEvent, Joining};
 use crate::metrics::JoinFailure;
 use crate::shared::Shared;
 use crate::wire::http::Refusal;
@@ -49,7 +47,7 @@ pub(crate) fn serve(
     shared: &Shared,
 ) {
     let (sink, queue) = sink::channel(shared.config.max_backlog);
-    let (id_tx, id_rx) = bounded(1);
+    let (id_tx, id_rx) = answer::channel();
     // The hub writes the response head together with the welcome, at the moment it
     // adds the client: `EventSource.onopen` fires at the head, and from then on
     // the client gets every event.
@@ -61,11 +59,7 @@ pub(crate) fn serve(
         peer,
         id_tx,
     });
-    let joined = shared
-        .events_tx
-        .send(join)
-        .ok()
-        .and_then(|()| id_rx.recv().ok());
+    let joined = shared.events_tx.send(join).ok().and_then(|()| id_rx.recv());
     let mut writer = socket;
     let Some(id) = joined else {
         // The hub had stopped before it read our Join.

@@ -4,8 +4,7 @@
 
 use std::net::SocketAddr;
 
-use crossbeam_channel::Sender;
-
+use super::answer::IdSender;
 use super::sink::Sink;
 use crate::wire::frame;
 use crate::wire::message::{self, ClientId, LeaveReason};
@@ -23,14 +22,14 @@ pub(crate) struct Joining {
     /// The client's address, for log lines.
     pub(crate) peer: SocketAddr,
     /// Where the client's thread waits for its id.
-    pub(crate) id_tx: Sender<ClientId>,
+    pub(crate) id_tx: IdSender,
 }
 
 /// A message to the hub thread.
 pub(crate) enum HubEvent {
     /// A client has passed its handshake. The hub assigns its id, writes
     /// `greeting` and the welcome to it in one write, and answers on `id_tx` (a
-    /// channel of capacity 1, so this never blocks).
+    /// one-shot, so this never blocks).
     ///
     /// `greeting` is what tells the client its connection is open: the
     /// `101 Switching Protocols` answer, or the SSE response head. A browser fires

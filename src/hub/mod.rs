@@ -62,6 +62,7 @@ pub(crate) use link::{ClusterLink, ClusterState};
 use presence::Presence;
 use sink::{deliver_all, Encoded, Message, Sink};
 
+pub(crate) mod answer;
 mod event;
 mod fan_out;
 pub(crate) mod heartbeat;

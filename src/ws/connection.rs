@@ -25,7 +25,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::bounded;
 use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role, WebSocket};
@@ -36,7 +35,7 @@ use super::outbox::{ClientStream, Outbox};
 use crate::client_event::ClientEvent;
 use crate::hub::heartbeat::clock_ms;
 use crate::hub::sink::Sink;
-use crate::hub::{HubEvent, Joining};
+use crate::hub::{answer, HubEvent, Joining};
 use crate::metrics::JoinFailure;
 use crate::shared::Shared;
 use crate::shutdown::{linger, LINGER};
@@ -86,7 +85,7 @@ fn join(
     // Join the hub. The hub itself writes our `101` answer, followed by the welcome,
     // at the moment it adds us, then answers with our id: from the first byte the
     // client sees, it receives every broadcast.
-    let (id_tx, id_rx) = bounded(1);
+    let (id_tx, id_rx) = answer::channel();
     // tour: ws-join
     let join = HubEvent::Join(Joining {
         sink: Sink::WebSocket(outbox.clone()),
@@ -95,11 +94,7 @@ fn join(
         peer,
         id_tx,
     });
-    let joined = shared
-        .events_tx
-        .send(join)
-        .ok()
-        .and_then(|()| id_rx.recv().ok());
+    let joined = shared.events_tx.send(join).ok().and_then(|()| id_rx.recv());
     let Some(id) = joined else {
         // No id: the hub could not write our answer (the client has gone; the hub
         // counted and logged it), or it had stopped before it read our Join.
