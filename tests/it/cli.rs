@@ -169,9 +169,15 @@ impl Running {
             .unwrap();
         assert!(killed.success());
         let code = loop {
-            match self.ws.read().unwrap() {
-                tungstenite::Message::Close(frame) => break frame.map(|f| u16::from(f.code)),
-                _ => continue,
+            match self.ws.read() {
+                Ok(tungstenite::Message::Close(frame)) => break frame.map(|f| u16::from(f.code)),
+                Ok(_) => continue,
+                // A signal meant for another test's child may interrupt the read
+                // (it did once in CI): read again.
+                Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    continue
+                }
+                Err(e) => panic!("reading until the close frame: {e}"),
             }
         };
         assert_eq!(code, Some(1001));

@@ -75,7 +75,15 @@ impl Client {
 
     /// The next message of any kind; panics on timeout or error.
     pub fn next_message(&mut self) -> Message {
-        self.ws.read().expect("read a message")
+        loop {
+            match self.ws.read() {
+                Ok(message) => return message,
+                // A stray signal may interrupt the read (it once did in CI): read
+                // again.
+                Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => panic!("read a message: {e}"),
+            }
+        }
     }
 
     /// The next text message, parsed as JSON (pings and pongs are skipped).
