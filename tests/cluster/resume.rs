@@ -86,9 +86,14 @@ fn an_id_older_than_the_history_gets_a_reset_on_any_node() {
         config
     };
     let first = start_node(small(&redis.url()));
+    // A watcher that gets the newest event says `first` has read them all: a
+    // client joining before that would get some live, not miss them.
+    let mut watcher = Client::connect(&first);
+    watcher.welcome();
     let ids: Vec<u64> = (0..10)
         .map(|i| publish_ok(&first, &format!("e{i}")))
         .collect();
+    while next_event(&mut watcher)["id"].as_u64() != Some(ids[9]) {}
     let later = start_node(small(&redis.url()));
     for node in [&first, &later] {
         let mut client = Client::connect_path(node, &format!("/echo?since={}", ids[1]));

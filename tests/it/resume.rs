@@ -164,10 +164,16 @@ fn a_client_that_missed_too_much_gets_a_reset() {
     let mut client = Client::connect(&server);
     let seen = client.welcome()["last_id"].as_u64().unwrap();
     drop(client);
+    // `publish` returns once the event is queued for the hub; a client that
+    // joined before the hub sent it would get it live, not miss it. A watcher
+    // that receives the newest event says the hub has sent (and kept) them all.
+    let mut watcher = Client::connect(&server);
+    watcher.welcome();
     let ids: Vec<u64> = (0..10)
         .map(|i| publisher.publish(None, &i.to_string()).unwrap())
         .collect();
     let newest = *ids.last().unwrap();
+    while next_event(&mut watcher)["id"] != newest {}
 
     // Event seen + 1 has left the history: nothing is replayed, the client is told.
     let mut back = Client::connect_path(&server, &format!("/echo?since={seen}"));
