@@ -135,7 +135,7 @@ impl Keys {
         }
     }
 
-    fn node(&self, node: u32) -> String {
+    fn node(&self, node: impl std::fmt::Display) -> String {
         format!("{}:node:{node}", self.prefix)
     }
 }
@@ -615,13 +615,10 @@ impl Reader {
         } = match parse_entry(entry) {
             Ok(parsed) => parsed,
             Err(why) => {
-                self.metrics
-                    .cluster_entries_invalid
-                    .fetch_add(1, Ordering::Relaxed);
-                log::warn!("cluster: skipped a stream entry that is not tickcast's: {why}");
                 if let Some(id) = entry_stream_id(entry) {
                     self.cursor = Some(id);
                 }
+                self.skip(&format!("an entry that is not tickcast's: {why}"));
                 return Ok(());
             }
         };
@@ -642,35 +639,35 @@ impl Reader {
                 self.last_id
             );
         }
-        let publication = entry::publication(&fields);
-        let id = entry::event_id(&stream_id);
-        match (publication, id) {
-            (Ok(publication), Some(id)) => {
-                self.last_id = self.last_id.max(id);
-                self.metrics
-                    .cluster_events_read
-                    .fetch_add(1, Ordering::Relaxed);
-                let broadcast = Broadcast {
-                    history_only,
-                    ..publication.into_broadcast(id)
-                };
-                self.send(broadcast)
+        let Some(id) = entry::event_id(&stream_id) else {
+            self.skip(&format!("entry {stream_id}: not an id tickcast gives"));
+            return Ok(());
+        };
+        // Read, even if it cannot be sent (a kind from a newer tickcast): the next
+        // entry names it as `prev`, which must not look like a gap.
+        self.last_id = self.last_id.max(id);
+        let publication = match entry::publication(&fields) {
+            Ok(publication) => publication,
+            Err(why) => {
+                self.skip(&format!("entry {stream_id}: {why}"));
+                return Ok(());
             }
-            (Err(why), _) => {
-                self.metrics
-                    .cluster_entries_invalid
-                    .fetch_add(1, Ordering::Relaxed);
-                log::warn!("cluster: skipped stream entry {stream_id}: {why}");
-                Ok(())
-            }
-            (_, None) => {
-                self.metrics
-                    .cluster_entries_invalid
-                    .fetch_add(1, Ordering::Relaxed);
-                log::warn!("cluster: skipped stream entry {stream_id}: not an id tickcast gives");
-                Ok(())
-            }
-        }
+        };
+        self.metrics
+            .cluster_events_read
+            .fetch_add(1, Ordering::Relaxed);
+        self.send(Broadcast {
+            history_only,
+            ..publication.into_broadcast(id)
+        })
+    }
+
+    /// Counts and logs an entry that is not sent.
+    fn skip(&self, what: &str) {
+        self.metrics
+            .cluster_entries_invalid
+            .fetch_add(1, Ordering::Relaxed);
+        log::warn!("cluster: skipped {what}");
     }
 
     fn send(&self, broadcast: Broadcast) -> Result<(), ReadEnd> {
@@ -790,10 +787,7 @@ impl Keeper {
             if others.is_empty() {
                 return Ok((0, 1));
             }
-            let others_keys: Vec<String> = others
-                .iter()
-                .map(|m| format!("{}:node:{m}", keys.prefix))
-                .collect();
+            let others_keys: Vec<String> = others.iter().map(|m| keys.node(m)).collect();
             let mut mget: Vec<&[u8]> = vec![b"MGET"];
             mget.extend(others_keys.iter().map(|k| k.as_bytes()));
             let counts = c.command(&mget)?;
