@@ -695,10 +695,14 @@ impl Hub {
             match &self.link {
                 // tour: hub-presence-link
                 Some(link) if link.state.is_up() => {
-                    if link.presence_tx.send(publication).is_err() {
+                    // Only if the cluster's keeper thread has died: announce it
+                    // here rather than lose it.
+                    if let Err(returned) = link.presence_tx.send(publication) {
                         log::warn!(
-                            "the cluster's presence thread has stopped; a notice was dropped"
+                            "the cluster's presence thread has stopped; a notice goes to \
+                             this node's clients only"
                         );
+                        self.deliver(&[returned.0.into_broadcast(0)]);
                     }
                 }
                 // Notices have no event id.
