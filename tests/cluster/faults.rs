@@ -442,3 +442,80 @@ fn bad_redis_values_get_a_clear_error() {
         "does not answer like a Redis",
     );
 }
+
+/// Sends one command to Redis in RESP and returns its reply, as text.
+fn redis_command(redis: &Redis, args: &[&str]) -> String {
+    let mut stream = crate::util::tcp(redis.addr());
+    let mut command = format!("*{}\r\n", args.len());
+    for arg in args {
+        command.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    stream.write_all(command.as_bytes()).unwrap();
+    // A bulk reply (`$N`) is two lines, which may come in two reads.
+    let mut reply = Vec::new();
+    let complete = |r: &[u8]| {
+        let lines = r.windows(2).filter(|w| w == b"\r\n").count();
+        r.ends_with(b"\r\n") && (lines >= 2 || !r.starts_with(b"$"))
+    };
+    while !complete(&reply) {
+        let mut chunk = [0u8; 256];
+        let n = std::io::Read::read(&mut stream, &mut chunk).unwrap();
+        assert!(n > 0, "Redis closed the connection");
+        reply.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// An entry of a kind this node does not know (as a newer tickcast in the same
+/// cluster might write) is skipped and counted, and the entry after it, which
+/// names it as `prev`, is no gap: no `reset`.
+#[test]
+fn an_entry_of_an_unknown_kind_is_skipped_without_a_reset() {
+    let Some(redis) = Redis::start() else { return };
+    let key = unique_key();
+    let node = start_node(node_config(&redis.url(), &key));
+    let mut client = Client::connect(&node);
+    client.welcome();
+    let before = publish_ok(&node, "before");
+    assert_eq!(next_event(&mut client)["id"].as_u64(), Some(before));
+    // The client's own join notice goes through the stream too: once both are
+    // read, nothing else is appended until this test does.
+    wait_for(
+        "the node to read its two entries",
+        Duration::from_secs(5),
+        || metric(&node, "tickcast_cluster_events_read_total") == 2,
+    );
+    let last_key = format!("{key}:last");
+    let reply = redis_command(&redis, &["GET", &last_key]);
+    let last: u64 = reply
+        .lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| panic!("GET {last_key}: {reply:?}"));
+    // What the append script would write for a kind from the future.
+    let id = last + 1;
+    let stream_id = format!("{}-{}", id / 1000, id % 1000);
+    let added = redis_command(
+        &redis,
+        &[
+            "XADD",
+            &format!("{key}:events"),
+            &stream_id,
+            "prev",
+            &last.to_string(),
+            "node",
+            "1",
+            "k",
+            "hologram",
+        ],
+    );
+    assert!(added.contains(&stream_id), "{added}");
+    assert_eq!(
+        redis_command(&redis, &["SET", &last_key, &id.to_string()]),
+        "+OK\r\n"
+    );
+    let after = publish_ok(&node, "after");
+    let next = next_event(&mut client);
+    assert_eq!(next["id"].as_u64(), Some(after), "{next}");
+    assert_eq!(metric(&node, "tickcast_cluster_entries_invalid_total"), 1);
+}
