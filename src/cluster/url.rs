@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::wire::http;
+
 /// Where Redis is, and how to log in.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct RedisUrl {
@@ -96,23 +98,11 @@ fn split_host_port(text: &str) -> Option<(String, u16)> {
 
 /// Decodes `%XX` escapes (a password may hold `@`, `:` or `/` that way).
 fn percent_decode(text: &str) -> Result<String, String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or("a % in the password or user is not followed by two hex digits")?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| "the password or user is not UTF-8 once decoded".into())
+    http::percent_decode(text, false).ok_or_else(|| {
+        "the user or password has a % not followed by two hex digits, or is not UTF-8 \
+         once decoded"
+            .to_string()
+    })
 }
 
 /// Shows where Redis is, never the password (it goes to the log).
@@ -150,6 +140,9 @@ mod tests {
         );
         let url = RedisUrl::parse("redis://:p%40ss@redis.local:6380/2").unwrap();
         assert_eq!(url.password.as_deref(), Some("p@ss"));
+        // In a URL's user and password, `+` is itself, not a space.
+        let plus = RedisUrl::parse("redis://:a+b@h").unwrap();
+        assert_eq!(plus.password.as_deref(), Some("a+b"));
         assert_eq!(url.username, None);
         assert_eq!(
             (url.host.as_str(), url.port, url.db),

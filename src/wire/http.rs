@@ -246,14 +246,16 @@ pub(crate) fn query_values(target: &str, key: &str) -> Result<Vec<String>, Strin
             (k == key).then_some(v)
         })
         .map(|value| {
-            percent_decode(value)
+            percent_decode(value, true)
                 .ok_or_else(|| format!("{key}={value:?} is not percent-encoded UTF-8 text"))
         })
         .collect()
 }
 
-/// Decodes `%XX` escapes, and `+` as a space (as HTML forms send it).
-fn percent_decode(text: &str) -> Option<String> {
+/// Decodes `%XX` escapes, and `+` as a space if `plus_is_space` (as HTML forms
+/// send query strings; in a URL's user and password `+` is itself). `None` for a
+/// `%` not followed by two hex digits, or text that is not UTF-8 once decoded.
+pub(crate) fn percent_decode(text: &str, plus_is_space: bool) -> Option<String> {
     let mut bytes = Vec::with_capacity(text.len());
     let mut rest = text.as_bytes();
     while let Some((&b, tail)) = rest.split_first() {
@@ -264,7 +266,7 @@ fn percent_decode(text: &str) -> Option<String> {
                 bytes.push(u8::from_str_radix(hex, 16).ok()?);
                 rest = &tail[2..];
             }
-            b'+' => {
+            b'+' if plus_is_space => {
                 bytes.push(b' ');
                 rest = tail;
             }
