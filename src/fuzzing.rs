@@ -11,7 +11,7 @@ pub use crate::flash_policy::{parse_allow, policy_document};
 pub use crate::wire::message::{json_string, line};
 pub use crate::wire::sse::sse_event;
 
-use crate::wire::http::{read_request, Head, Incoming, RequestHead};
+use crate::wire::http::{read_request, Head, Incoming};
 use crate::wire::subscription::{Subscription, Topic};
 use crate::ws::handshake::{decide, Context, Decision};
 
@@ -56,7 +56,7 @@ impl Read for Trickle<'_> {
 /// them.
 fn judge(socket: impl Read, allowed_origins: &[String]) -> Result<(), u16> {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let read = read_request(socket, 8 << 10, deadline);
+    let read = read_request(socket, 8 << 10, 1024, deadline);
     let context = Context {
         page_url: Some("http://127.0.0.1:8080/"),
         allowed_origins,
@@ -126,13 +126,13 @@ pub fn publish_request(
     max_message_size: usize,
 ) -> Result<Publish, u16> {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let (head, leftover) = match read_request(bytes, 8 << 10, deadline) {
-        Ok(Some(Incoming::Http(RequestHead { head, leftover }))) => (head, leftover),
+    let read = match read_request(bytes, 8 << 10, 1024, deadline) {
+        Ok(Some(Incoming::Http(read))) => read,
         Ok(Some(Incoming::FlashPolicyRequest)) => return Err(400),
         Ok(None) => return Err(0),
         Err(refusal) => return Err(refusal.status),
     };
-    let head = Head::parse(&head).map_err(|r| r.status)?;
+    let head = Head::parse(read.head()).map_err(|r| r.status)?;
     let config = crate::Config {
         publish_token: token.map(String::from),
         max_message_size,
@@ -140,7 +140,7 @@ pub fn publish_request(
     };
     let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 50_000));
     let request = crate::http::publish::judge(peer, &head, &config).map_err(|r| r.status)?;
-    let Some(body) = leftover.get(..request.length) else {
+    let Some(body) = read.leftover().get(..request.length) else {
         return Err(0);
     };
     let body = crate::http::publish::text(body.to_vec()).map_err(|r| r.status)?;

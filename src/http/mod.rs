@@ -44,6 +44,9 @@ use crate::shutdown::linger;
 use crate::wire::http::{self as wire_http, origin_allowed, read_request, Head, Incoming, Refusal};
 use crate::wire::subscription::{parse_id, Subscription};
 use page::{route, Answer, Site};
+
+/// Bytes read at a time from an HTTP request head.
+const READ_CHUNK: usize = 1024;
 use publish::Published;
 
 mod page;
@@ -102,7 +105,8 @@ fn serve_requests(
         {
             return HttpClose::Failed;
         }
-        let head = match read_request(start.chain(socket), config.max_handshake_size, deadline) {
+        let read = start.chain(socket);
+        let head = match read_request(read, config.max_handshake_size, READ_CHUNK, deadline) {
             Ok(Some(Incoming::Http(head))) => head,
             Ok(Some(Incoming::FlashPolicyRequest)) => {
                 let refusal = Refusal::new(400, "a Flash policy request; this is the HTTP port");
@@ -115,8 +119,8 @@ fn serve_requests(
             Err(refusal) => return refuse(socket, shared, &refusal, HttpClose::BadRequest),
         };
         first_request = false;
-        pending = head.leftover;
-        let request = match Request::parse(&head.head) {
+        pending = head.leftover().to_vec();
+        let request = match Request::parse(head.head()) {
             Ok(request) => request,
             Err(refusal) => return refuse(socket, shared, &refusal, HttpClose::BadRequest),
         };
@@ -160,7 +164,7 @@ fn serve_requests(
             stopping: shared.stopping.is_raised(),
             cluster: shared.cluster.as_deref(),
         };
-        let answer = route(&site, &request.head.method, &request.head.target);
+        let answer = route(&site, request.head.method, request.head.target);
         // Nothing else reads a request body, so the connection cannot stay in step
         // with the client after one: answer, then close.
         let keep_alive = keep_alive && !request.has_body;
@@ -230,11 +234,11 @@ fn event_stream(
     request: &Request,
 ) -> HttpClose {
     // A reconnecting `EventSource` sends the id of the last event it saw.
-    let subscription = Subscription::from_target(&request.head.target).and_then(|mut sub| {
+    let subscription = Subscription::from_target(request.head.target).and_then(|mut sub| {
         // It wins over `?since=`: an `EventSource` reconnects to the URL it was
         // opened with, so the header is the newer of the two.
         if let Some(last) = request.head.header("Last-Event-ID") {
-            sub.since = Some(parse_id("Last-Event-ID", last)?);
+            sub.since = Some(parse_id("Last-Event-ID", &last)?);
         }
         Ok(sub)
     });
@@ -253,7 +257,7 @@ fn event_stream(
     // another site is refused. (Others may read the stream: it is sent with
     // `Access-Control-Allow-Origin: *`.)
     if let Some(origin) = request.head.header("Origin") {
-        if !origin_allowed(origin, &shared.config.allowed_origins) {
+        if !origin_allowed(&origin, &shared.config.allowed_origins) {
             let refusal = Refusal::new(
                 403,
                 format!("origin {origin} is not allowed to connect (see --allowed-origin)"),
@@ -283,9 +287,9 @@ fn event_stream(
 
 /// What tickcast needs of a request head.
 #[derive(Debug)]
-struct Request {
+struct Request<'a> {
     /// The parsed head: method, target, header fields.
-    head: Head,
+    head: Head<'a>,
     /// Whether the client wants the connection kept open afterwards.
     keep_alive: bool,
     /// Whether a body follows the head (`Content-Length` above 0, or
@@ -293,9 +297,9 @@ struct Request {
     has_body: bool,
 }
 
-impl Request {
+impl<'a> Request<'a> {
     /// Parses a complete request head.
-    fn parse(head: &[u8]) -> Result<Request, Refusal> {
+    fn parse(head: &'a [u8]) -> Result<Request<'a>, Refusal> {
         let head = Head::parse(head)?;
         // HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 only if asked.
         let keep_alive = match head.minor_version {

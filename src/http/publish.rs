@@ -116,7 +116,7 @@ pub(crate) fn judge(
         return Err(refusal);
     }
     check_allowed(peer, head, config)?;
-    let topics = query_values(&head.target, "topic").map_err(|why| Refusal::new(400, why))?;
+    let topics = query_values(head.target, "topic").map_err(|why| Refusal::new(400, why))?;
     let topic = match topics.as_slice() {
         [] => None,
         [one] => Some(one.clone()),
@@ -157,8 +157,9 @@ fn check_allowed(peer: SocketAddr, head: &Head, config: &Config) -> Result<(), R
     }
     match &config.publish_token {
         Some(token) => {
-            let offered = head
-                .header("Authorization")
+            let authorization = head.header("Authorization");
+            let offered = authorization
+                .as_deref()
                 .and_then(|value| value.split_once(' '))
                 .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
                 .map(|(_, offered)| offered.trim());

@@ -2,6 +2,7 @@
 //! the WebSocket handshake is an HTTP request, and so is every request to the
 //! page. No threads; [`read_request`] reads from whatever it is given.
 
+use std::borrow::Cow;
 use std::io::{self, Read};
 use std::time::Instant;
 
@@ -75,12 +76,43 @@ pub(crate) enum Incoming {
 }
 
 /// The request head and any bytes the client sent after it (a client may send its
-/// first frame without waiting for our answer; those bytes belong to the WebSocket).
+/// first frame without waiting for our answer; those bytes belong to the WebSocket),
+/// in the one buffer [`read_request`] read them into.
+#[derive(Debug)]
 pub(crate) struct RequestHead {
+    /// The head, up to and including its blank line, then whatever followed it.
+    bytes: Vec<u8>,
+    /// Where the head ends in `bytes`.
+    head_len: usize,
+}
+
+impl RequestHead {
     /// The request head, up to and including the blank line.
-    pub(crate) head: Vec<u8>,
-    /// Whatever the client sent after it.
-    pub(crate) leftover: Vec<u8>,
+    pub(crate) fn head(&self) -> &[u8] {
+        &self.bytes[..self.head_len]
+    }
+
+    /// Whatever the client sent after the head.
+    pub(crate) fn leftover(&self) -> &[u8] {
+        &self.bytes[self.head_len..]
+    }
+
+    /// Whatever the client sent after the head, in the buffer the request was
+    /// read into, with room for at least `min_capacity` bytes.
+    ///
+    /// Performance: the WebSocket keeps this buffer as its read buffer. A
+    /// buffer a client thread frees stays in that thread's malloc cache for
+    /// the thread's life (see `docs/PERFORMANCE.md`), so handing the same one
+    /// on costs nothing, where a new one would cost its size again. An unusually
+    /// large head (cookies) is not kept for the connection's life: the buffer
+    /// shrinks back.
+    pub(crate) fn into_leftover(mut self, min_capacity: usize) -> Vec<u8> {
+        self.bytes.drain(..self.head_len);
+        if self.bytes.capacity() > 2 * min_capacity.max(self.bytes.len()) {
+            self.bytes.shrink_to(min_capacity.max(self.bytes.len()));
+        }
+        self.bytes
+    }
 }
 
 /// Reads until the blank line that ends the request head.
@@ -94,20 +126,20 @@ pub(crate) struct RequestHead {
 pub(crate) fn read_request(
     mut socket: impl Read,
     max_size: usize,
+    chunk: usize,
     deadline: Instant,
 ) -> Result<Option<Incoming>, Refusal> {
-    // One buffer, on the heap, read into directly. Not on the stack: a stack page
-    // touched once stays resident for the connection's whole life, times
-    // thousands of connections. And only one: memory a client thread frees
-    // stays in that thread's malloc cache for good, unless the thread
-    // allocates the same size again (as tungstenite's read buffer does, once).
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    // One buffer, on the heap, read into directly, `chunk` bytes at a time. Not
+    // on the stack: a stack page touched once stays resident for the
+    // connection's whole life, times thousands of connections.
+    let chunk = chunk.max(1);
+    let mut buf: Vec<u8> = Vec::with_capacity(chunk);
     loop {
         if Instant::now() >= deadline {
             return Err(timeout_refusal());
         }
         let start = buf.len();
-        buf.resize(start + 1024, 0);
+        buf.resize(start + chunk, 0);
         let read = socket.read(&mut buf[start..]);
         buf.truncate(start + *read.as_ref().unwrap_or(&0));
         match read {
@@ -135,10 +167,9 @@ pub(crate) fn read_request(
             if end > max_size {
                 return Err(too_large(max_size));
             }
-            let leftover = buf.split_off(end);
             return Ok(Some(Incoming::Http(RequestHead {
-                head: buf,
-                leftover,
+                bytes: buf,
+                head_len: end,
             })));
         }
         if buf.len() > max_size {
@@ -166,28 +197,37 @@ fn find_head_end(bytes: &[u8]) -> Option<usize> {
         .map(|i| i + 4)
 }
 
+/// Most header fields a request may have; more gets `431`.
+const MAX_HEADERS: usize = 64;
+
 /// A request head, parsed: the request line and the header fields, as the
-/// WebSocket handshake and the HTTP port both read them.
+/// WebSocket handshake and the HTTP port both read them. It borrows the bytes
+/// it was parsed from.
+///
+/// Performance: nothing is copied out of the request. Every small string a
+/// client thread allocates and frees during its handshake would stay in that
+/// thread's malloc cache for the connection's life (about 0.8 KiB per client
+/// when the header fields were copied into `String`s).
 #[derive(Debug)]
-pub(crate) struct Head {
+pub(crate) struct Head<'a> {
     /// `GET`, `POST`, …
-    pub(crate) method: String,
+    pub(crate) method: &'a str,
     /// The request target as sent, e.g. `/echo?x=1`.
-    pub(crate) target: String,
+    pub(crate) target: &'a str,
     /// 1 for HTTP/1.1, 0 for HTTP/1.0.
     pub(crate) minor_version: u8,
-    /// (name, value with surrounding whitespace trimmed), in order.
-    headers: Vec<(String, String)>,
+    /// The header fields, in order.
+    headers: Vec<httparse::Header<'a>>,
 }
 
-impl Head {
+impl<'a> Head<'a> {
     /// Parses a complete request head (as [`read_request`] returns it).
     ///
     /// # Errors
     ///
     /// A `400` for a malformed head, a `431` for more than 64 header fields.
-    pub(crate) fn parse(head: &[u8]) -> Result<Head, Refusal> {
-        let mut headers = vec![httparse::EMPTY_HEADER; 64];
+    pub(crate) fn parse(head: &'a [u8]) -> Result<Head<'a>, Refusal> {
+        let mut headers = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut request = httparse::Request::new(&mut headers);
         match request.parse(head) {
             Ok(httparse::Status::Complete(_)) => {}
@@ -195,32 +235,35 @@ impl Head {
                 return Err(Refusal::new(400, "incomplete HTTP request"))
             }
             Err(httparse::Error::TooManyHeaders) => {
-                return Err(Refusal::new(431, "more than 64 header fields"))
+                return Err(Refusal::new(
+                    431,
+                    format!("more than {MAX_HEADERS} header fields"),
+                ))
             }
             Err(e) => return Err(Refusal::new(400, format!("malformed HTTP request: {e}"))),
         }
+        // A complete parse has all three; the defaults are never used.
+        let method = request.method.unwrap_or("GET");
+        let target = request.path.unwrap_or("/");
+        let minor_version = request.version.unwrap_or(1);
+        let count = request.headers.len();
+        headers.truncate(count);
         Ok(Head {
-            // A complete parse has both; the defaults are never used.
-            method: request.method.unwrap_or("GET").to_string(),
-            target: request.path.unwrap_or("/").to_string(),
-            minor_version: request.version.unwrap_or(1),
-            headers: request
-                .headers
-                .iter()
-                .map(|h| {
-                    let value = String::from_utf8_lossy(h.value).trim().to_string();
-                    (h.name.to_string(), value)
-                })
-                .collect(),
+            method,
+            target,
+            minor_version,
+            headers,
         })
     }
 
-    /// The value of the first header field called `name` (any case).
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+    /// The value of the first header field called `name` (any case), without
+    /// surrounding whitespace. Bytes that are not UTF-8 become U+FFFD, so such a
+    /// value never equals what it is compared with (an `Origin`, a token).
+    pub(crate) fn header(&self, name: &str) -> Option<Cow<'a, str>> {
         self.headers
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value.trim_ascii()))
     }
 
     /// Whether the header field `name` lists `token` (comma-separated, any case),
@@ -306,17 +349,66 @@ mod tests {
     }
     use std::time::Duration;
 
+    fn read_whole(bytes: &[u8], chunk: usize) -> RequestHead {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        match read_request(bytes, 8192, chunk, deadline) {
+            Ok(Some(Incoming::Http(read))) => read,
+            _ => panic!("not an HTTP request"),
+        }
+    }
+
     #[test]
     fn head_and_leftover_are_split_at_the_blank_line() {
         let mut bytes = b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
         let head_len = bytes.len();
         bytes.extend_from_slice(&[0x81, 0x80]);
-        let deadline = Instant::now() + Duration::from_secs(1);
-        let Some(Incoming::Http(got)) = read_request(&bytes[..], 8192, deadline).unwrap() else {
-            panic!("not an HTTP request");
-        };
-        assert_eq!(got.head.len(), head_len);
-        assert_eq!(got.leftover, [0x81, 0x80]);
+        let got = read_whole(&bytes, 1024);
+        assert_eq!(got.head().len(), head_len);
+        assert_eq!(got.leftover(), [0x81, 0x80]);
+        // In chunks that split the terminator: the reading stops with the chunk
+        // that ends the head, so the leftover is what that chunk held beyond it.
+        for (chunk, leftover) in [(4, &[0x81][..]), (1, &[][..])] {
+            let got = read_whole(&bytes, chunk);
+            assert_eq!(got.head().len(), head_len, "chunk {chunk}");
+            assert_eq!(got.leftover(), leftover, "chunk {chunk}");
+        }
+    }
+
+    /// The WebSocket reads into the buffer the request was read into: the same
+    /// allocation, with the bytes after the head at its start.
+    #[test]
+    fn the_leftover_keeps_the_request_buffer() {
+        let mut bytes = b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+        bytes.extend_from_slice(&[0x81, 0x80]);
+        let read = read_whole(&bytes, 512);
+        let buffer = read.head().as_ptr();
+        let leftover = read.into_leftover(512);
+        assert_eq!(leftover, [0x81, 0x80]);
+        assert_eq!(leftover.as_ptr(), buffer);
+        assert!(leftover.capacity() >= 512);
+    }
+
+    /// A head far larger than the read buffer (cookies) does not keep its
+    /// buffer for the connection's life.
+    #[test]
+    fn a_large_head_does_not_keep_its_buffer() {
+        let cookie = "a".repeat(5000);
+        let request = format!("GET /echo HTTP/1.1\r\nCookie: {cookie}\r\n\r\nxy");
+        let read = read_whole(request.as_bytes(), 512);
+        let leftover = read.into_leftover(512);
+        assert_eq!(leftover, b"xy");
+        assert!(leftover.capacity() < 1024, "{}", leftover.capacity());
+    }
+
+    #[test]
+    fn header_values_are_trimmed_and_looked_up_in_any_case() {
+        let head = b"GET /echo?x HTTP/1.1\r\nOrigin:  http://a.example \r\nX: \xff\r\n\r\n";
+        let head = Head::parse(head).unwrap();
+        assert_eq!((head.method, head.target), ("GET", "/echo?x"));
+        assert_eq!(head.header("origin").as_deref(), Some("http://a.example"));
+        // Not UTF-8: still there (an `Origin` check must see it), as U+FFFD.
+        assert_eq!(head.header("x").as_deref(), Some("\u{fffd}"));
+        assert_eq!(head.header("Host"), None);
     }
 
     #[test]
@@ -336,7 +428,9 @@ mod tests {
     fn oversized_head_is_431() {
         let bytes = vec![b'a'; 10_000];
         let deadline = Instant::now() + Duration::from_secs(1);
-        let err = read_request(&bytes[..], 8192, deadline).err().unwrap();
+        let err = read_request(&bytes[..], 8192, 1024, deadline)
+            .err()
+            .unwrap();
         assert_eq!(err.status, 431);
     }
 }

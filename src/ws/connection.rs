@@ -203,7 +203,12 @@ fn handshake(socket: &TcpStream, outbox: &Outbox, shared: &Shared) -> Option<Acc
     if let Err(e) = socket.set_read_timeout(Some(config.handshake_timeout)) {
         return abandoned(socket, shared, &e.to_string());
     }
-    let read = read_request(socket, config.max_handshake_size, deadline);
+    let read = read_request(
+        socket,
+        config.max_handshake_size,
+        config.read_buffer_size,
+        deadline,
+    );
     let context = handshake::Context {
         page_url: shared.page_url.as_deref(),
         allowed_origins: &config.allowed_origins,
@@ -216,7 +221,7 @@ fn handshake(socket: &TcpStream, outbox: &Outbox, shared: &Shared) -> Option<Acc
         Decision::Upgrade {
             answer,
             subscription,
-            leftover,
+            read,
         } => {
             // From here on the thread may sleep in `read` for as long as the
             // client is quiet.
@@ -226,7 +231,7 @@ fn handshake(socket: &TcpStream, outbox: &Outbox, shared: &Shared) -> Option<Acc
             Some(Accepted {
                 answer,
                 subscription,
-                leftover,
+                leftover: read.into_leftover(config.read_buffer_size),
             })
         }
         Decision::FlashPolicy => {

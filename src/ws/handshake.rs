@@ -25,7 +25,7 @@
 
 #[cfg(doc)]
 use crate::wire::http::read_request;
-use crate::wire::http::{origin_allowed, Head, Incoming, Refusal};
+use crate::wire::http::{origin_allowed, Head, Incoming, Refusal, RequestHead};
 use crate::wire::subscription::Subscription;
 
 /// What the connection thread should do with a request.
@@ -64,9 +64,10 @@ pub(crate) enum Decision {
         answer: Vec<u8>,
         /// The topics and resume point the URL asks for.
         subscription: Subscription,
-        /// The bytes that followed the request head: the client may send its first
-        /// frame without waiting for our answer, and they belong to the WebSocket.
-        leftover: Vec<u8>,
+        /// What was read: the bytes that followed the request head (the client may
+        /// send its first frame without waiting for our answer, and they belong
+        /// to the WebSocket), in the buffer the WebSocket will read into.
+        read: RequestHead,
     },
     /// Send the Flash policy document, then hang up.
     FlashPolicy,
@@ -98,14 +99,14 @@ pub(crate) fn decide(read: Result<Option<Incoming>, Refusal>, ctx: &Context<'_>)
             format!("tickcast is full ({max_clients} clients, see --max-clients); try again later"),
         ));
     }
-    match check(&request.head, ctx) {
+    match check(request.head(), ctx) {
         Verdict::Accept {
             accept_key,
             subscription,
         } => Decision::Upgrade {
             answer: switching_protocols(&accept_key),
             subscription,
-            leftover: request.leftover,
+            read: request,
         },
         Verdict::Refuse(refusal) => Decision::Refuse(refusal),
     }
@@ -117,7 +118,7 @@ fn check(head: &[u8], ctx: &Context<'_>) -> Verdict {
         Ok(request) => request,
         Err(refusal) => return Verdict::Refuse(refusal),
     };
-    let header = |name: &str| request.header(name).map(str::to_string);
+    let header = |name: &str| request.header(name);
     let has_token = |name: &str, token: &str| request.has_token(name, token);
 
     // Plain HTTP (a browser pointed at the wrong port, curl, a health checker).
@@ -137,8 +138,7 @@ fn check(head: &[u8], ctx: &Context<'_>) -> Verdict {
     if request.minor_version != 1 {
         return Verdict::Refuse(Refusal::new(400, "a WebSocket handshake needs HTTP/1.1"));
     }
-    let path = request.target.as_str();
-    let path = path.split('?').next().unwrap_or(path);
+    let path = request.target.split('?').next().unwrap_or(request.target);
     if path != "/echo" && path != "/" {
         return Verdict::Refuse(Refusal::new(
             404,
@@ -183,7 +183,7 @@ fn check(head: &[u8], ctx: &Context<'_>) -> Verdict {
             "Sec-WebSocket-Key must be 16 random bytes in base64 (24 characters)",
         ));
     }
-    let subscription = match Subscription::from_target(&request.target) {
+    let subscription = match Subscription::from_target(request.target) {
         Ok(subscription) => subscription,
         Err(why) => return Verdict::Refuse(Refusal::new(400, why)),
     };
