@@ -197,9 +197,11 @@ pub struct Config {
     /// Size of each client's read buffer, in bytes (tungstenite's
     /// `read_buffer_size`, whose own default is 128 KiB).
     ///
-    /// Default 1 KiB: clients here send little, and tungstenite allocates (and
-    /// zero-fills) the whole buffer for every connection. Larger messages still
-    /// arrive whole; they are just read in more steps.
+    /// Default 512 bytes: clients here send little, and every connection keeps
+    /// its buffer for life (it is most of what a client costs beyond its
+    /// thread; see `docs/PERFORMANCE.md`). Larger messages still arrive whole;
+    /// they are just read in more steps. The handshake request is read in steps
+    /// of this size too, into the buffer the WebSocket then keeps.
     pub read_buffer_size: usize,
 
     /// The Redis (or Valkey) of the cluster this node joins,
@@ -256,7 +258,7 @@ impl Default for Config {
             http_idle_timeout: Duration::from_secs(15),
             presence_window: Duration::from_millis(50),
             client_stack_size: 128 << 10,
-            read_buffer_size: 1 << 10,
+            read_buffer_size: 512,
             redis: None,
             redis_key: "tickcast".to_string(),
         }
