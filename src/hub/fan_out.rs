@@ -18,7 +18,9 @@
 //! and gathers what each came to ([`FanOut`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Instant, SystemTime};
 
+use super::timeline::{self, Part, Stopwatch};
 use crate::wire::message::{ClientId, LeaveReason};
 
 /// Below this many clients a broadcast is written by the hub thread alone: a
@@ -69,9 +71,17 @@ impl<T> Slices<'_, T> {
     }
 
     /// Takes slices and runs `deliver` on them until none are left, noting in
-    /// `current` where the slice being written starts.
-    fn deliver(&self, deliver: &impl Fn(&[T]) -> FanOut, current: &AtomicUsize) -> FanOut {
+    /// `current` where the slice being written starts. With `timed` (when the
+    /// fan-out began), also says how this thread's part went.
+    fn deliver(
+        &self,
+        deliver: &impl Fn(&[T]) -> FanOut,
+        current: &AtomicUsize,
+        timed: Option<Instant>,
+    ) -> (FanOut, Option<Part>) {
+        let stopwatch = timed.map(Stopwatch::start);
         let mut outcome = FanOut::default();
+        let mut slices = 0;
         loop {
             let start = self.next.fetch_add(FAN_OUT_SLICE, Ordering::Relaxed);
             let Some(part) = self.get(start) else {
@@ -79,9 +89,10 @@ impl<T> Slices<'_, T> {
             };
             current.store(start, Ordering::Relaxed);
             outcome.merge(deliver(part));
+            slices += 1;
         }
         current.store(usize::MAX, Ordering::Relaxed);
-        outcome
+        (outcome, stopwatch.map(|watch| watch.stop(slices)))
     }
 }
 
@@ -102,6 +113,9 @@ pub(super) fn fan_out<T: Sync>(
         targets,
         next: AtomicUsize::new(0),
     };
+    // Only with the timeline's trace log on (see `timeline`).
+    let timed = timeline::enabled().then(|| (SystemTime::now(), Instant::now()));
+    let began = timed.map(|(_, began)| began);
     // The slice each helper is writing, so that the hub can finish it if the
     // helper panics. `usize::MAX`: none.
     let current: Vec<AtomicUsize> = (0..helpers).map(|_| AtomicUsize::new(usize::MAX)).collect();
@@ -112,17 +126,21 @@ pub(super) fn fan_out<T: Sync>(
                 std::thread::Builder::new()
                     .name("hub-fan-out".into())
                     .stack_size(FAN_OUT_STACK)
-                    .spawn_scoped(scope, || slices.deliver(&deliver, slot))
+                    .spawn_scoped(scope, || slices.deliver(&deliver, slot, began))
                     // Nothing is lost without a helper: the hub takes its slices.
                     .inspect_err(|e| log::debug!("no fan-out helper this time: {e}"))
                     .ok()
                     .map(|handle| (slot, handle))
             })
             .collect();
-        let mut outcome = slices.deliver(&deliver, &AtomicUsize::new(usize::MAX));
+        let (mut outcome, ours) = slices.deliver(&deliver, &AtomicUsize::new(usize::MAX), began);
+        let mut parts: Vec<Part> = ours.into_iter().collect();
         for (slot, handle) in running {
             match handle.join() {
-                Ok(theirs) => outcome.merge(theirs),
+                Ok((theirs, part)) => {
+                    outcome.merge(theirs);
+                    parts.extend(part);
+                }
                 // A helper that panicked wrote what it wrote; write the slice it
                 // was on here so nobody misses the message.
                 Err(_) => {
@@ -131,6 +149,9 @@ pub(super) fn fan_out<T: Sync>(
                     }
                 }
             }
+        }
+        if let Some((at, began)) = timed {
+            timeline::log(at, began, targets.len(), &parts);
         }
         outcome
     })

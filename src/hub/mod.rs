@@ -37,7 +37,9 @@
 //! - `presence`: gathering joins and leaves into a few notices;
 //! - `heartbeat`: pings, and cutting off the clients that stopped answering;
 //! - `fan_out`: sharing a large broadcast between cores (performance: skip on
-//!   first reading).
+//!   first reading);
+//! - `timeline`: where each fan-out's time went, in the trace log (performance
+//!   too).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -72,6 +74,7 @@ mod presence;
 pub(crate) mod sink;
 #[cfg(test)]
 mod tests;
+mod timeline;
 
 /// How long a client resuming in a cluster waits for this node to read the event
 /// it names from the stream, before it is told it cannot resume (see
