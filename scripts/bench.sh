@@ -63,6 +63,11 @@
 #                          (tokio-tuned: the tokio peer with a 4 KiB read buffer)
 #   BENCH_STRESS_N=5000 BENCH_STRESS_INTERVAL=10ms BENCH_STRESS_SECS=10
 #   BENCH_NO_CHART=1       skip the matplotlib virtualenv and the PNG
+#   BENCH_TIMELINE=1       tickcast logs every fan-out's timing (its trace log,
+#                          src/hub/timeline.rs), and each tickcast run gets
+#                          target/bench/timeline-<run>.md: its worst ticks
+#                          against its typical ones, by tickcast's own clock
+#                          and the scheduler's (waits for a CPU)
 #   BENCH_TICKCAST_BIN=PATH   benchmark that tickcast binary (say, an older
 #                          commit's, for a before/after) instead of building one
 #   BENCH_PUBLISH_NS="1000 10000" BENCH_PUBLISH_TOPICS="1 100"
@@ -117,6 +122,8 @@ REPORT="$BENCH_TARGET/release/report"
 PUBBENCH="$BENCH_TARGET/release/pubbench"
 # A copy, so that a rebuild of target/release/tickcast during a run changes nothing.
 TICKCAST="$ROOT/target/bench/bin/tickcast"
+TICKCAST_LOG="${RUST_LOG:-info}"
+[ -n "${BENCH_TIMELINE:-}" ] && TICKCAST_LOG="$TICKCAST_LOG,tickcast::timeline=trace"
 NODE_PEER="$ROOT/scripts/bench/node-peer"
 
 log() { echo "bench.sh: $*" >&2; }
@@ -184,8 +191,8 @@ start_server() {
   : >"$logfile"
   case "$name" in
     tickcast)
-      "$TICKCAST" --ws-addr 127.0.0.1:0 --http-addr off --interval "$interval" \
-        --max-clients 16000 2>"$logfile" &
+      RUST_LOG="$TICKCAST_LOG" "$TICKCAST" --ws-addr 127.0.0.1:0 --http-addr off \
+        --interval "$interval" --max-clients 16000 2>"$logfile" &
       ;;
     tokio) "$PEER_TOKIO" --ws-addr 127.0.0.1:0 --interval "$interval" 2>"$logfile" & ;;
     # The same server as a user who cares about many clients tunes it: a 4 KiB
@@ -266,6 +273,11 @@ run_one() {
     rc=1
   fi
   stop_server
+  if [ -n "${BENCH_TIMELINE:-}" ] && [ "$name" = tickcast ] && [ "$rc" = 0 ]; then
+    python3 "$ROOT/scripts/bench/timeline.py" "$OUT/logs/$tag.server.log" "$dir/$tag.json" \
+      >"$OUT/timeline-$tag.md" || rc=1
+    log "$tag: wrote $OUT/timeline-$tag.md"
+  fi
   local warnings
   warnings="$(grep -ciE 'warn|error|panick' "$OUT/logs/$tag.server.log" || true)"
   [ "$warnings" = 0 ] || log "$tag: $warnings warning/error lines in logs/$tag.server.log"

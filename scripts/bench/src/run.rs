@@ -24,6 +24,29 @@ pub struct RunResult {
     /// p99 is one odd tick or a trend.
     #[serde(default)]
     pub spread_per_tick_ms: Vec<f64>,
+    /// Per tick, as `spread_per_tick_ms`: the first client's kernel arrival,
+    /// nanoseconds since the epoch (to line the ticks up with a server's own
+    /// timeline).
+    #[serde(default)]
+    pub first_rx_per_tick_ns: Vec<i64>,
+    /// Per tick, as `spread_per_tick_ms`: the spread of its exactly timed frames
+    /// (see `spread_exact_ms`), or -1 if it had none.
+    #[serde(default)]
+    pub spread_exact_per_tick_ms: Vec<f64>,
+    /// Spread again, counting only the frames whose arrival time is exact.
+    ///
+    /// A frame still unread when the client's next frame arrives gets that
+    /// frame's kernel timestamp (TCP merges the two in the receive queue, or
+    /// one read returns both, and the timestamp is the newer segment's): its
+    /// own arrival is only known to be no later. Those frames are left out
+    /// here, so this is a lower bound of the spread and `spread_ms` an upper
+    /// one. They differ when loadgen falls more than a tick interval behind on
+    /// some sockets; see `frames_timed_late`.
+    #[serde(default)]
+    pub spread_exact_ms: Option<Summary>,
+    /// The share of the frames whose timestamp is a later frame's (above).
+    #[serde(default)]
+    pub frames_timed_late: f64,
     /// Per delivered tick: kernel arrival minus the tick's `time` field.
     pub latency_ms: Summary,
     /// How long loadgen took to parse a frame after the kernel had it (its own

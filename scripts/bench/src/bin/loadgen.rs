@@ -563,6 +563,11 @@ fn analyse(
     // Per tick seq: first and last arrival, and how many clients got it.
     let mut first = vec![i64::MAX; span];
     let mut last = vec![i64::MIN; span];
+    // The same over the frames whose timestamp is their own (see
+    // `RunResult::spread_exact_ms`).
+    let mut first_exact = vec![i64::MAX; span];
+    let mut last_exact = vec![i64::MIN; span];
+    let (mut timed, mut timed_late) = (0u64, 0u64);
     let mut got = vec![0u32; span];
     let mut latency = Vec::new();
     let mut lag = Vec::new();
@@ -575,7 +580,11 @@ fn analyse(
     let (mut clean, mut unclean) = (0usize, 0usize);
     for o in &connected {
         let mut seen = vec![false; span];
-        for t in &o.ticks {
+        for (i, t) in o.ticks.iter().enumerate() {
+            let late = o
+                .ticks
+                .get(i + 1)
+                .is_some_and(|next| next.kernel_ns == t.kernel_ns);
             if t.kernel_ns >= w.load_start_ns && t.kernel_ns < w.load_end_ns {
                 load_frames += 1;
                 load_min_seq = load_min_seq.min(t.seq);
@@ -593,6 +602,13 @@ fn analyse(
             got[k] += 1;
             first[k] = first[k].min(t.kernel_ns);
             last[k] = last[k].max(t.kernel_ns);
+            timed += 1;
+            if late {
+                timed_late += 1;
+            } else {
+                first_exact[k] = first_exact[k].min(t.kernel_ns);
+                last_exact[k] = last_exact[k].max(t.kernel_ns);
+            }
             latency.push((t.kernel_ns - t.time_ns) as f64 / 1e6);
             lag.push(f64::from(t.lag_us) / 1e3);
         }
@@ -618,6 +634,24 @@ fn analyse(
     let mut spread: Vec<f64> = (0..ticks as usize)
         .filter(|&k| got[k] > 0)
         .map(|k| (last[k] - first[k]) as f64 / 1e6)
+        .collect();
+    let mut spread_exact: Vec<f64> = (0..ticks as usize)
+        .filter(|&k| last_exact[k] >= first_exact[k])
+        .map(|k| (last_exact[k] - first_exact[k]) as f64 / 1e6)
+        .collect();
+    let spread_exact_per_tick: Vec<f64> = (0..ticks as usize)
+        .filter(|&k| got[k] > 0)
+        .map(|k| {
+            if last_exact[k] >= first_exact[k] {
+                ((last_exact[k] - first_exact[k]) as f64 / 1e3).round() / 1e3
+            } else {
+                -1.0
+            }
+        })
+        .collect();
+    let first_rx: Vec<i64> = (0..ticks as usize)
+        .filter(|&k| got[k] > 0)
+        .map(|k| first[k])
         .collect();
     let ticks_complete = (0..ticks as usize)
         .filter(|&k| got[k] as usize == n_ok)
@@ -705,6 +739,10 @@ fn analyse(
             },
         },
         spread_per_tick_ms: spread.iter().map(|ms| (ms * 1e3).round() / 1e3).collect(),
+        first_rx_per_tick_ns: first_rx,
+        spread_exact_per_tick_ms: spread_exact_per_tick,
+        spread_exact_ms: Some(Summary::of(&mut spread_exact)),
+        frames_timed_late: timed_late as f64 / timed.max(1) as f64,
         spread_ms: Summary::of(&mut spread),
         latency_ms: Summary::of(&mut latency),
         loadgen_lag_ms: Summary::of(&mut lag),
@@ -733,6 +771,16 @@ fn analyse(
 
 fn print_summary(r: &RunResult) {
     let d = &r.delivery;
+    if let Some(exact) = &r.spread_exact_ms {
+        eprintln!(
+            "loadgen: spread counting exactly timed frames only p50/p99/max {:.1}/{:.1}/{:.1} ms \
+             ({:.2}% of frames were timed by a later frame)",
+            exact.p50,
+            exact.p99,
+            exact.max,
+            r.frames_timed_late * 100.0
+        );
+    }
     eprintln!(
         "loadgen: {} N={}: connected {}/{} (p99 {:.1} ms), delivery {:.4}% of {} ticks, \
          spread p50/p99/max {:.1}/{:.1}/{:.1} ms, latency p50/p99/max {:.1}/{:.1}/{:.1} ms, \
