@@ -171,10 +171,22 @@ fn to_markdown(runs: &[RunResult], machine: &str, command: &str) -> String {
         }
         let r0 = rows[0];
         let p = &r0.params;
+        let mut intervals: Vec<String> = Vec::new();
+        for r in &rows {
+            let interval = r.interval_ms.to_string();
+            if !intervals.contains(&interval) {
+                intervals.push(interval);
+            }
+        }
         let _ = writeln!(
             s,
             "## {mode}: tick every {} ms; ramp {}/s; rest {} s; load {} s with {} echo clients every {} ms\n",
-            r0.interval_ms, p.ramp_per_s, p.rest_s, p.load_s, p.echo_clients, p.echo_every_ms
+            intervals.join(" / "),
+            p.ramp_per_s,
+            p.rest_s,
+            p.load_s,
+            p.echo_clients,
+            p.echo_every_ms
         );
         if mode == "stress" {
             stress_table(&mut s, &rows);
@@ -338,16 +350,17 @@ fn resource_table(s: &mut String, rows: &[&RunResult]) {
 
 fn stress_table(s: &mut String, rows: &[&RunResult]) {
     s.push_str(
-        "| N | server | ticks/s | frames/s delivered | delivery | clients missing ticks | dropped | server CPU % | CPU s per million frames | spread p99 ms | latency p50 / p99 ms | loadgen lag p99 ms |\n\
-         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| N | server | tick every ms | ticks/s | frames/s delivered | delivery | clients missing ticks | dropped | server CPU % | CPU s per million frames | spread p99 ms | latency p50 / p99 ms | loadgen lag p99 ms |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let d = &r.delivery;
         let _ = writeln!(
             s,
-            "| {} | {} | {:.1} | {:.0} | {:.3} % | {} | {} | {:.1} | {:.2} | {:.1} | {:.1} / {:.1} | {:.1} |",
+            "| {} | {} | {} | {:.1} | {:.0} | {:.3} % | {} | {} | {:.1} | {:.2} | {:.1} | {:.1} / {:.1} | {:.1} |",
             r.clients,
             r.server,
+            r.interval_ms,
             d.ticks_per_s,
             d.frames_per_s,
             d.ratio * 100.0,
@@ -366,12 +379,23 @@ fn stress_table(s: &mut String, rows: &[&RunResult]) {
 
 /// tickcast against the best peer at each N, as ratios (< 1 is better for costs).
 fn versus_best_peer(s: &mut String, rows: &[&RunResult], mode: &str) {
-    let mut by_n: BTreeMap<usize, Vec<&RunResult>> = BTreeMap::new();
+    // By client count and, for stress (which runs at several rates), interval.
+    let mut by_n: BTreeMap<(usize, u64), Vec<&RunResult>> = BTreeMap::new();
     for r in rows {
-        by_n.entry(r.clients).or_default().push(r);
+        let interval_us = if mode == "stress" {
+            (r.interval_ms * 1e3) as u64
+        } else {
+            0
+        };
+        by_n.entry((r.clients, interval_us)).or_default().push(r);
     }
     let mut lines = Vec::new();
-    for (n, rs) in by_n {
+    for ((n, interval_us), rs) in by_n {
+        let n = if mode == "stress" {
+            format!("{n}, a tick every {} ms", interval_us as f64 / 1e3)
+        } else {
+            n.to_string()
+        };
         let Some(tc) = rs.iter().find(|r| r.server == "tickcast") else {
             continue;
         };
