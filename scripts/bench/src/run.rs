@@ -49,6 +49,10 @@ pub struct RunResult {
     pub frames_timed_late: f64,
     /// Per delivered tick: kernel arrival minus the tick's `time` field.
     pub latency_ms: Summary,
+    /// loadgen's own CPU during the load phase, % of one core: what it took
+    /// from the cores it shares with the server.
+    #[serde(default)]
+    pub loadgen_cpu_pct: Option<f64>,
     /// How long loadgen took to parse a frame after the kernel had it (its own
     /// lag; high values mean loadgen was short of CPU, not the server).
     pub loadgen_lag_ms: Summary,

@@ -393,6 +393,7 @@ async fn run(args: &Args, config: ClientConfig) -> Result<RunResult, String> {
     // ---- load: ticks and echoes ----
     let _ = phase_tx.send(Phase::Load);
     let load_start = sample(pid).await;
+    let own_start = procstat::sample(std::process::id()).ok();
     let load_started = Instant::now();
     let (mut max_rss, mut max_threads) = (load_start.rss_kib, load_start.threads);
     while load_started.elapsed() < args.load {
@@ -407,6 +408,12 @@ async fn run(args: &Args, config: ClientConfig) -> Result<RunResult, String> {
     // machine's CLOCK_REALTIME): no client is owed a tick made after it.
     let window_end_ns = now_ns();
     let load_end = sample(pid).await;
+    let own_end = procstat::sample(std::process::id()).ok();
+    // Its own CPU, % of one core: what it takes from the cores it shares with
+    // the server.
+    let own_cpu_pct = own_start
+        .zip(own_end)
+        .map(|(a, b)| (b.cpu_s - a.cpu_s) / ((b.at_ns - a.at_ns) as f64 / 1e9).max(1e-9) * 100.0);
     let last_seq = progress.max_seq.load(Ordering::Relaxed);
 
     // ---- drain: let the ticks made just before the end land ----
@@ -447,7 +454,7 @@ async fn run(args: &Args, config: ClientConfig) -> Result<RunResult, String> {
     let after = sample(pid).await;
     eprintln!("loadgen: all clients closed; analysing");
 
-    Ok(analyse(
+    let mut result = analyse(
         args,
         outcomes,
         Window {
@@ -474,7 +481,9 @@ async fn run(args: &Args, config: ClientConfig) -> Result<RunResult, String> {
             client_stack_rss_kib,
         },
         rest_ticks,
-    ))
+    );
+    result.loadgen_cpu_pct = own_cpu_pct;
+    Ok(result)
 }
 
 /// Server CPU in the quiet part of each tick interval (50 %–95 % of it), summed
@@ -741,6 +750,7 @@ fn analyse(
         spread_per_tick_ms: spread.iter().map(|ms| (ms * 1e3).round() / 1e3).collect(),
         first_rx_per_tick_ns: first_rx,
         spread_exact_per_tick_ms: spread_exact_per_tick,
+        loadgen_cpu_pct: None,
         spread_exact_ms: Some(Summary::of(&mut spread_exact)),
         frames_timed_late: timed_late as f64 / timed.max(1) as f64,
         spread_ms: Summary::of(&mut spread),
