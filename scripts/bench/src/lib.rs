@@ -21,6 +21,8 @@
 //! - [`rx_timestamp`]: the kernel's receive timestamp of every read, for
 //!   loadgen's client and (through [`rx_timestamp::StampedStream`]) pubbench's
 //!   tokio-tungstenite subscribers.
+//! - [`flags`]: `--name N` for the small measuring tools (`sendcost`,
+//!   `thread-floor`).
 //! - [`procstat`]: RSS, peak RSS, threads, fds and CPU time of a process, from
 //!   `/proc`.
 //! - [`run`]: the JSON result of one run, shared by loadgen and report.
@@ -33,6 +35,7 @@
 
 pub mod client;
 pub mod delivery_check;
+pub mod flags;
 pub mod procstat;
 pub mod pub_report;
 pub mod pub_run;

@@ -22,20 +22,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use tickcast_bench::flags::number;
 
 fn main() -> std::io::Result<()> {
-    let clients = arg("--clients", 10_000);
-    let rounds = arg("--rounds", 10).max(1);
-    let bytes = arg("--bytes", 60);
-    let threads = arg("--threads", 1).max(1);
+    let clients = number("--clients", 10_000);
+    let rounds = number("--rounds", 10).max(1);
+    let bytes = number("--bytes", 60);
+    let threads = number("--threads", 1).max(1);
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let mut senders = Vec::with_capacity(clients);

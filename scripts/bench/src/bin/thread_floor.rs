@@ -25,14 +25,7 @@ use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use tickcast_bench::flags::number;
 
 /// The process's resident set, KiB.
 fn rss_kib() -> u64 {
@@ -46,8 +39,8 @@ fn rss_kib() -> u64 {
 }
 
 fn main() -> std::io::Result<()> {
-    let clients = arg("--clients", 3000);
-    let buffer = arg("--buffer", 0);
+    let clients = number("--clients", 3000);
+    let buffer = number("--buffer", 0);
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let mut pairs = Vec::with_capacity(clients);
