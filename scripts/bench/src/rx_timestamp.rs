@@ -172,10 +172,53 @@ pub fn recv_with_timestamp(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Opti
     Ok((n as usize, ts))
 }
 
+/// Which of one socket's frames, in arrival order with their kernel timestamps,
+/// were timed late: given the timestamp of a later frame, because they were
+/// still unread when it arrived (TCP merges the segments in the receive queue,
+/// or one read returns both, and the timestamp is the newest segment's). Such a
+/// frame arrived at or before its timestamp; exactly when is not known. Two
+/// frames sent apart never get the same nanosecond otherwise.
+pub fn timed_late(stamps_ns: &[i64]) -> Vec<bool> {
+    (0..stamps_ns.len())
+        .map(|i| stamps_ns.get(i + 1) == Some(&stamps_ns[i]))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn frames_sharing_a_later_timestamp_are_timed_late() {
+        let stamps = [1, 2, 2, 3, 3, 3, 4];
+        assert_eq!(
+            timed_late(&stamps),
+            [false, true, false, true, true, false, false]
+        );
+        assert!(timed_late(&[]).is_empty());
+    }
+
+    /// Why `timed_late` exists: a frame still unread when the next one arrives
+    /// is read with the next one's timestamp, not its own.
+    #[tokio::test]
+    async fn an_unread_frame_gets_the_next_frames_timestamp() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (mut stream, last_rx_ns) = StampedStream::new(client.unwrap()).unwrap();
+        let mut server = server.unwrap().0;
+        server.write_all(b"a").await.unwrap();
+        // The second frame leaves well after the first, which nobody reads.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let second_sent = now_ns();
+        server.write_all(b"b").await.unwrap();
+        let mut got = [0u8; 2];
+        stream.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"ab");
+        // Both bytes came with one timestamp, the second frame's.
+        assert!(last_rx_ns.load(Ordering::Relaxed) >= second_sent);
+    }
 
     #[tokio::test]
     async fn a_read_notes_the_kernel_receive_time() {

@@ -58,6 +58,7 @@ use tickcast_bench::client::{self, ClientConfig, Outcome, Phase, Progress};
 use tickcast_bench::delivery_check::{self, is_past_window};
 use tickcast_bench::procstat::{self, Sample};
 use tickcast_bench::run::*;
+use tickcast_bench::rx_timestamp;
 use tickcast_bench::stats::Summary;
 use tickcast_bench::wallclock::now_ns;
 
@@ -589,11 +590,9 @@ fn analyse(
     let (mut clean, mut unclean) = (0usize, 0usize);
     for o in &connected {
         let mut seen = vec![false; span];
-        for (i, t) in o.ticks.iter().enumerate() {
-            let late = o
-                .ticks
-                .get(i + 1)
-                .is_some_and(|next| next.kernel_ns == t.kernel_ns);
+        let stamps: Vec<i64> = o.ticks.iter().map(|t| t.kernel_ns).collect();
+        let late_flags = rx_timestamp::timed_late(&stamps);
+        for (t, &late) in o.ticks.iter().zip(&late_flags) {
             if t.kernel_ns >= w.load_start_ns && t.kernel_ns < w.load_end_ns {
                 load_frames += 1;
                 load_min_seq = load_min_seq.min(t.seq);
