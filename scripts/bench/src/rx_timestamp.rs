@@ -189,6 +189,16 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// A loopback connection: the stamped client end, its last receive time,
+    /// and the server end.
+    async fn stamped_pair() -> (StampedStream, Arc<AtomicI64>, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (stream, last_rx_ns) = StampedStream::new(client.unwrap()).unwrap();
+        (stream, last_rx_ns, server.unwrap().0)
+    }
+
     #[test]
     fn frames_sharing_a_later_timestamp_are_timed_late() {
         let stamps = [1, 2, 2, 3, 3, 3, 4];
@@ -203,11 +213,7 @@ mod tests {
     /// is read with the next one's timestamp, not its own.
     #[tokio::test]
     async fn an_unread_frame_gets_the_next_frames_timestamp() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        let (mut stream, last_rx_ns) = StampedStream::new(client.unwrap()).unwrap();
-        let mut server = server.unwrap().0;
+        let (mut stream, last_rx_ns, mut server) = stamped_pair().await;
         server.write_all(b"a").await.unwrap();
         // The second frame leaves well after the first, which nobody reads.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -222,11 +228,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_read_notes_the_kernel_receive_time() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        let (mut stream, last_rx_ns) = StampedStream::new(client.unwrap()).unwrap();
-        let mut server = server.unwrap().0;
+        let (mut stream, last_rx_ns, mut server) = stamped_pair().await;
         let before = now_ns();
         server.write_all(b"hello").await.unwrap();
         let mut got = [0u8; 5];
