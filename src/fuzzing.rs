@@ -51,12 +51,18 @@ impl Read for Trickle<'_> {
     }
 }
 
+/// The size of the steps a connection thread reads its request in, as the
+/// server reads it by default.
+fn read_chunk() -> usize {
+    crate::Config::default().read_buffer_size
+}
+
 /// The server's own handshake steps ([`decide`]) on what [`read_request`] reads
 /// from `socket`, as a server with no Flash policy and room for the client sees
 /// them.
 fn judge(socket: impl Read, allowed_origins: &[String]) -> Result<(), u16> {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let read = read_request(socket, 8 << 10, 1024, deadline);
+    let read = read_request(socket, 8 << 10, read_chunk(), deadline);
     let context = Context {
         page_url: Some("http://127.0.0.1:8080/"),
         allowed_origins,
@@ -126,7 +132,7 @@ pub fn publish_request(
     max_message_size: usize,
 ) -> Result<Publish, u16> {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let read = match read_request(bytes, 8 << 10, 1024, deadline) {
+    let read = match read_request(bytes, 8 << 10, read_chunk(), deadline) {
         Ok(Some(Incoming::Http(read))) => read,
         Ok(Some(Incoming::FlashPolicyRequest)) => return Err(400),
         Ok(None) => return Err(0),

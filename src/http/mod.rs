@@ -44,14 +44,14 @@ use crate::shutdown::linger;
 use crate::wire::http::{self as wire_http, origin_allowed, read_request, Head, Incoming, Refusal};
 use crate::wire::subscription::{parse_id, Subscription};
 use page::{route, Answer, Site};
-
-/// Bytes read at a time from an HTTP request head.
-const READ_CHUNK: usize = 1024;
 use publish::Published;
 
 mod page;
 pub(crate) mod publish;
 pub(crate) mod sse;
+
+/// Bytes read at a time from an HTTP request head.
+const READ_CHUNK: usize = 1024;
 
 /// Maps a URL path onto a relative file path for `--public`, or refuses it (for
 /// the fuzz targets).
