@@ -196,7 +196,7 @@ start_server() {
   case "$name" in
     tickcast)
       RUST_LOG="$TICKCAST_LOG" "$TICKCAST" --ws-addr 127.0.0.1:0 --http-addr off \
-        --interval "$interval" --max-clients 16000 2>"$logfile" &
+        --interval "$interval" --max-clients 15500 2>"$logfile" &
       ;;
     tokio) "$PEER_TOKIO" --ws-addr 127.0.0.1:0 --interval "$interval" 2>"$logfile" & ;;
     # The same server as a user who cares about many clients tunes it: a 4 KiB
@@ -233,7 +233,7 @@ start_tickcast() {
   local logfile="$1"
   shift
   : >"$logfile"
-  "$TICKCAST" --ws-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --max-clients 16000 "$@" \
+  "$TICKCAST" --ws-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --max-clients 15500 "$@" \
     2>"$logfile" &
   STARTED_PID=$!
   STARTED_PIDS+=("$STARTED_PID")

@@ -577,7 +577,7 @@ fn analyse(
     // `RunResult::spread_exact_ms`).
     let mut first_exact = vec![i64::MAX; span];
     let mut last_exact = vec![i64::MIN; span];
-    let (mut timed, mut timed_late) = (0u64, 0u64);
+    let mut timed_late = 0u64;
     let mut got = vec![0u32; span];
     let mut latency = Vec::new();
     let mut lag = Vec::new();
@@ -610,7 +610,6 @@ fn analyse(
             got[k] += 1;
             first[k] = first[k].min(t.kernel_ns);
             last[k] = last[k].max(t.kernel_ns);
-            timed += 1;
             if late {
                 timed_late += 1;
             } else {
@@ -643,20 +642,14 @@ fn analyse(
         .filter(|&k| got[k] > 0)
         .map(|k| (last[k] - first[k]) as f64 / 1e6)
         .collect();
-    let mut spread_exact: Vec<f64> = (0..ticks as usize)
-        .filter(|&k| last_exact[k] >= first_exact[k])
-        .map(|k| (last_exact[k] - first_exact[k]) as f64 / 1e6)
-        .collect();
-    let spread_exact_per_tick: Vec<f64> = (0..ticks as usize)
+    // `None` for a tick none of whose frames was timed exactly.
+    let exact_per_tick: Vec<Option<f64>> = (0..ticks as usize)
         .filter(|&k| got[k] > 0)
         .map(|k| {
-            if last_exact[k] >= first_exact[k] {
-                ((last_exact[k] - first_exact[k]) as f64 / 1e3).round() / 1e3
-            } else {
-                -1.0
-            }
+            (last_exact[k] >= first_exact[k]).then(|| (last_exact[k] - first_exact[k]) as f64 / 1e6)
         })
         .collect();
+    let mut spread_exact: Vec<f64> = exact_per_tick.iter().flatten().copied().collect();
     let first_rx: Vec<i64> = (0..ticks as usize)
         .filter(|&k| got[k] > 0)
         .map(|k| first[k])
@@ -748,10 +741,13 @@ fn analyse(
         },
         spread_per_tick_ms: spread.iter().map(|ms| (ms * 1e3).round() / 1e3).collect(),
         first_rx_per_tick_ns: first_rx,
-        spread_exact_per_tick_ms: spread_exact_per_tick,
+        spread_exact_per_tick_ms: exact_per_tick
+            .iter()
+            .map(|ms| ms.map_or(-1.0, |ms| (ms * 1e3).round() / 1e3))
+            .collect(),
         loadgen_cpu_pct: None,
         spread_exact_ms: Some(Summary::of(&mut spread_exact)),
-        frames_timed_late: timed_late as f64 / timed.max(1) as f64,
+        frames_timed_late: timed_late as f64 / delivered.max(1) as f64,
         spread_ms: Summary::of(&mut spread),
         latency_ms: Summary::of(&mut latency),
         loadgen_lag_ms: Summary::of(&mut lag),
